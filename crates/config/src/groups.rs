@@ -1,0 +1,137 @@
+//! Settings shared by several services, one struct per concern.
+
+use crate::{AmqpNamespace, AmqpUrl, ConfigError, DatabaseUrl, Env, FromEnvValue, LogFilter};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    pub url: DatabaseUrl,
+    pub pool_size: NonZeroU32,
+    /// How long to wait for a pooled connection before giving up.
+    pub connect_timeout: Duration,
+}
+
+impl DatabaseSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: env.required("DATABASE_URL")?,
+            pool_size: env.or("DATABASE_POOL_SIZE", NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN))?,
+            connect_timeout: seconds(
+                env.or("DATABASE_CONNECT_TIMEOUT_SECS", NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN))?,
+            ),
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BrokerSettings {
+    pub url: AmqpUrl,
+    pub namespace: AmqpNamespace,
+}
+
+impl BrokerSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self { url: env.required("AMQP_URL")?, namespace: env.or("AMQP_NAMESPACE", AmqpNamespace::default())? })
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line: what log shippers want in production.
+    #[default]
+    Json,
+    /// Human-readable lines for a terminal.
+    Pretty,
+}
+
+impl FromEnvValue for LogFormat {
+    const EXPECTED: &'static str = "json or pretty";
+    fn from_env_value(raw: &str) -> Option<Self> {
+        match raw.to_ascii_lowercase().as_str() {
+            "json" => Some(Self::Json),
+            "pretty" => Some(Self::Pretty),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TelemetrySettings {
+    pub filter: LogFilter,
+    pub format: LogFormat,
+}
+
+impl TelemetrySettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            filter: env.or("LOG_LEVEL", LogFilter::default())?,
+            format: env.or("LOG_FORMAT", LogFormat::default())?,
+        })
+    }
+}
+
+/// Where a background service serves `/healthz` and `/readyz`.
+#[derive(Clone, Copy, Debug)]
+pub struct HealthSettings {
+    pub bind: SocketAddr,
+}
+
+impl HealthSettings {
+    /// `var` is the service's own variable, e.g. `WORKER_HEALTH_BIND`.
+    pub fn from_env(env: &Env, var: &str, default: SocketAddr) -> Result<Self, ConfigError> {
+        Ok(Self { bind: env.or(var, default)? })
+    }
+}
+
+fn seconds(value: NonZeroU32) -> Duration {
+    Duration::from_secs(u64::from(value.get()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Env {
+        Env::from_pairs([
+            ("DATABASE_URL", "postgres://u:p@127.0.0.1/db"),
+            ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        ])
+    }
+
+    #[test]
+    fn defaults_apply_when_optional_variables_are_unset() {
+        let db = DatabaseSettings::from_env(&base()).unwrap();
+        assert_eq!((db.pool_size.get(), db.connect_timeout), (10, Duration::from_secs(5)));
+        let broker = BrokerSettings::from_env(&base()).unwrap();
+        assert_eq!(broker.namespace.as_str(), "stockflow");
+        let telemetry = TelemetrySettings::from_env(&base()).unwrap();
+        assert_eq!((telemetry.filter.as_str(), telemetry.format), ("info", LogFormat::Json));
+    }
+
+    #[test]
+    fn each_group_names_its_bad_variable() {
+        let cases = [
+            ("DATABASE_POOL_SIZE", "0"),
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "-1"),
+            ("AMQP_NAMESPACE", "Has Spaces"),
+            ("LOG_FORMAT", "xml"),
+        ];
+        for (var, value) in cases {
+            let env = base().with(var, value);
+            let err = DatabaseSettings::from_env(&env)
+                .err()
+                .or_else(|| BrokerSettings::from_env(&env).err())
+                .or_else(|| TelemetrySettings::from_env(&env).err())
+                .unwrap_or_else(|| panic!("{var}={value} was accepted"));
+            assert_eq!(err.var(), var);
+            assert!(err.to_string().ends_with(&format!("got \"{value}\"")), "{err}");
+        }
+        let err = DatabaseSettings::from_env(&base().without("DATABASE_URL")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "DATABASE_URL: required, expected a postgres://user:password@host:port/database URL, but it is not set"
+        );
+    }
+}

@@ -1,0 +1,106 @@
+use diesel::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use std::time::Duration;
+use stockflow_config::DatabaseSettings;
+use stockflow_telemetry::{Check, CheckFuture};
+
+type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("no database connection: {0}")]
+    Unavailable(#[from] diesel::r2d2::PoolError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    #[error("database task did not finish: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The pool, and a way to run blocking Diesel code from async code.
+#[derive(Clone)]
+pub struct Database {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("state", &self.pool.state()).finish()
+    }
+}
+
+/// r2d2 reports through the `log` crate by default; route its errors to tracing.
+#[derive(Debug)]
+struct TracingErrorHandler;
+
+impl diesel::r2d2::HandleError<diesel::r2d2::Error> for TracingErrorHandler {
+    fn handle_error(&self, error: diesel::r2d2::Error) {
+        tracing::warn!(%error, "database connection failed");
+    }
+}
+
+impl Database {
+    /// Builds the pool without connecting: a service starts (and reports
+    /// not-ready) while the database is down, and recovers when it returns.
+    pub fn connect_lazy(settings: &DatabaseSettings) -> Self {
+        let manager = ConnectionManager::<PgConnection>::new(settings.url.expose());
+        let pool = Pool::builder()
+            .max_size(settings.pool_size.get())
+            .min_idle(Some(1))
+            .connection_timeout(settings.connect_timeout)
+            .error_handler(Box::new(TracingErrorHandler))
+            .build_unchecked(manager);
+        Self { pool }
+    }
+
+    pub fn get(&self) -> Result<PooledConnection<ConnectionManager<PgConnection>>, DbError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs `work` on a pooled connection on the blocking thread pool. The
+    /// caller picks the error type, as long as pool failures fit into it.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(DbError::from)?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(DbError::from(e)))?
+    }
+
+    /// A readiness check: a connection answers `SELECT 1` within `timeout`.
+    pub fn check(&self, timeout: Duration) -> DatabaseCheck {
+        DatabaseCheck { pool: self.pool.clone(), timeout }
+    }
+}
+
+pub struct DatabaseCheck {
+    pool: PgPool,
+    timeout: Duration,
+}
+
+impl Check for DatabaseCheck {
+    fn name(&self) -> &'static str {
+        "database"
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        let pool = self.pool.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let probe = tokio::task::spawn_blocking(move || -> Result<(), String> {
+                use diesel::RunQueryDsl;
+                let mut conn = pool.get_timeout(timeout).map_err(|e| e.to_string())?;
+                diesel::sql_query("SELECT 1").execute(&mut conn).map(drop).map_err(|e| e.to_string())
+            });
+            probe.await.map_err(|e| e.to_string())?
+        })
+    }
+}

@@ -1,0 +1,14 @@
+//! PostgreSQL access: the Diesel schema, one module per table, the
+//! connection pool and the embedded migrations.
+
+pub mod api_tokens;
+mod database;
+mod migrations;
+pub mod organizations;
+pub mod schema;
+pub mod users;
+
+pub use database::{Database, DbError};
+pub use migrations::{MIGRATIONS, pending_migrations, revert_all, run_pending};
+
+pub use diesel::PgConnection;

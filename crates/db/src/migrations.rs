@@ -1,0 +1,41 @@
+use crate::DbError;
+use diesel::PgConnection;
+use diesel::RunQueryDsl;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// Serializes migration runs across processes: two api replicas started with
+/// RUN_MIGRATIONS=true must not apply the same migration at once.
+const MIGRATION_LOCK: i64 = 0x5374_6f63_6b66_6c6f; // "Stockflo"
+
+/// Applies every pending migration; returns the versions applied.
+pub fn run_pending(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
+    with_migration_lock(conn, |conn| {
+        let applied = conn.run_pending_migrations(MIGRATIONS).map_err(|e| DbError::Migration(e.to_string()))?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    })
+}
+
+pub fn pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
+    let pending = conn.pending_migrations(MIGRATIONS).map_err(|e| DbError::Migration(e.to_string()))?;
+    Ok(pending.iter().map(|m| m.name().to_string()).collect())
+}
+
+/// Reverts every applied migration (tests prove each `down.sql` works).
+pub fn revert_all(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
+    with_migration_lock(conn, |conn| {
+        let reverted = conn.revert_all_migrations(MIGRATIONS).map_err(|e| DbError::Migration(e.to_string()))?;
+        Ok(reverted.iter().map(ToString::to_string).collect())
+    })
+}
+
+fn with_migration_lock<T>(
+    conn: &mut PgConnection,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, DbError>,
+) -> Result<T, DbError> {
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(conn)?;
+    let result = work(conn);
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(conn)?;
+    result
+}

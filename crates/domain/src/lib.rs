@@ -1,0 +1,22 @@
+//! Stockflow's domain: values that are parsed once at the edge and trusted
+//! everywhere after. This crate does no IO and depends on no workspace crate.
+
+mod tenancy;
+mod token;
+
+pub use tenancy::{Email, OrgSlug, Role};
+pub use token::{ApiTokenSecret, TokenDigest, TokenLifetime};
+
+/// Why a raw value was rejected, phrased for the person who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ParseError {
+    pub field: &'static str,
+    pub reason: &'static str,
+}
+
+impl ParseError {
+    pub(crate) const fn new(field: &'static str, reason: &'static str) -> Self {
+        Self { field, reason }
+    }
+}

@@ -1,0 +1,154 @@
+//! One AMQP connection per service, kept alive by a supervisor task: it
+//! reconnects with backoff whenever the broker goes away, so a service never
+//! needs a restart after a broker restart, and readiness reflects the link.
+
+use crate::Backoff;
+use futures_util::StreamExt;
+use lapin::{Connection, ConnectionProperties, Event, uri::AMQPUri};
+use std::sync::Arc;
+use std::time::Duration;
+use stockflow_config::{AmqpNamespace, BrokerSettings};
+use stockflow_telemetry::{Check, CheckFuture, Shutdown};
+use tokio::sync::watch;
+
+/// Heartbeats detect a connection that died silently (no FIN, no RST).
+const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RECONNECT_BASE: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// The configuration layer already validates AMQP_URL with the same parser,
+/// so this only fires if a caller builds settings by hand.
+#[derive(Debug, thiserror::Error)]
+#[error("AMQP_URL is not a valid AMQP URL: {0}")]
+pub struct InvalidAmqpUrl(String);
+
+#[derive(Clone)]
+enum Link {
+    Up(Arc<Connection>),
+    Down(String),
+}
+
+/// Handle to the supervised connection; cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    link: watch::Receiver<Link>,
+    namespace: AmqpNamespace,
+    supervisor: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Broker {
+    /// Starts connecting in the background and returns at once; until the
+    /// first connection succeeds the broker reports itself down.
+    pub fn start(settings: &BrokerSettings, service: &'static str, shutdown: Shutdown) -> Result<Self, InvalidAmqpUrl> {
+        let mut uri: AMQPUri = settings.url.expose().parse().map_err(InvalidAmqpUrl)?;
+        uri.query.heartbeat = uri.query.heartbeat.or(Some(DEFAULT_HEARTBEAT_SECS));
+        uri.query.connection_timeout =
+            uri.query.connection_timeout.or(Some(u64::try_from(CONNECT_TIMEOUT.as_millis()).unwrap_or(5000)));
+        let (tx, link) = watch::channel(Link::Down("not connected yet".to_owned()));
+        let supervisor = tokio::spawn(supervise(uri, service, tx, shutdown));
+        Ok(Self {
+            link,
+            namespace: settings.namespace.clone(),
+            supervisor: Arc::new(tokio::sync::Mutex::new(Some(supervisor))),
+        })
+    }
+
+    pub fn namespace(&self) -> &AmqpNamespace {
+        &self.namespace
+    }
+
+    /// The live connection, if there is one right now.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        match &*self.link.borrow() {
+            Link::Up(conn) if conn.status().connected() => Some(conn.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn check(&self) -> BrokerCheck {
+        BrokerCheck { broker: self.clone() }
+    }
+
+    /// Waits for the supervisor to close the connection after shutdown.
+    pub async fn closed(&self) {
+        if let Some(task) = self.supervisor.lock().await.take() {
+            let _ = task.await;
+        }
+    }
+
+    fn status(&self) -> Result<(), String> {
+        match &*self.link.borrow() {
+            Link::Up(conn) if conn.status().connected() => Ok(()),
+            Link::Up(_) => Err("connection is closing".to_owned()),
+            Link::Down(reason) => Err(reason.clone()),
+        }
+    }
+}
+
+pub struct BrokerCheck {
+    broker: Broker,
+}
+
+impl Check for BrokerCheck {
+    fn name(&self) -> &'static str {
+        "broker"
+    }
+
+    fn check(&self) -> CheckFuture<'_> {
+        let status = self.broker.status();
+        Box::pin(async move { status })
+    }
+}
+
+async fn supervise(uri: AMQPUri, service: &'static str, link: watch::Sender<Link>, shutdown: Shutdown) {
+    let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
+    let properties = || ConnectionProperties::default().with_connection_name(format!("stockflow-{service}").into());
+    while !shutdown.is_triggered() {
+        let attempt = tokio::select! {
+            attempt = Connection::connect_uri(uri.clone(), properties()) => attempt,
+            () = shutdown.wait() => break,
+        };
+        match attempt {
+            Ok(conn) => {
+                tracing::info!("connected to the broker");
+                backoff.reset();
+                let conn = Arc::new(conn);
+                let mut events = conn.events_listener();
+                link.send_replace(Link::Up(conn.clone()));
+                let lost = tokio::select! {
+                    reason = next_error(&mut events) => reason,
+                    () = shutdown.wait() => {
+                        link.send_replace(Link::Down("shutting down".to_owned()));
+                        let close = conn.close(200, "service stopping".into());
+                        let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
+                        break;
+                    }
+                };
+                tracing::warn!(reason = %lost, "lost the broker connection; reconnecting");
+                link.send_replace(Link::Down(format!("connection lost: {lost}")));
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, retry_in_ms = delay.as_millis(), "cannot connect to the broker");
+                link.send_replace(Link::Down(format!("cannot connect: {error}")));
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shutdown.wait() => break,
+                }
+            }
+        }
+    }
+}
+
+async fn next_error(events: &mut (impl futures_util::Stream<Item = Event> + Unpin)) -> String {
+    while let Some(event) = events.next().await {
+        match event {
+            Event::Error(error) => return error.to_string(),
+            Event::ConnectionBlocked(reason) => tracing::warn!(%reason, "the broker blocked publishing"),
+            Event::ConnectionUnblocked => tracing::info!("the broker unblocked publishing"),
+            _ => {}
+        }
+    }
+    "connection event stream ended".to_owned()
+}

@@ -1,0 +1,7 @@
+//! RabbitMQ for Stockflow services.
+
+mod backoff;
+mod connection;
+
+pub use backoff::Backoff;
+pub use connection::{Broker, BrokerCheck, InvalidAmqpUrl};

@@ -1,0 +1,50 @@
+// Test support: a failed setup step should fail the test with a message,
+// which is what `expect` does.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+//! Everything a Stockflow test needs to talk to real services in isolation:
+//! its own database (cloned from a migrated template), its own AMQP
+//! namespace and storage root, proxies that can cut a service off from
+//! PostgreSQL or RabbitMQ, and `TestApp`, which runs a service library on
+//! port 0 against all of that.
+//!
+//! Defaults match `make services`; `TEST_DATABASE_URL` and `TEST_AMQP_URL`
+//! point the suite elsewhere.
+
+mod app;
+mod database;
+mod proxy;
+
+pub use app::{Started, TestApp, TestAppBuilder};
+pub use database::{TestDatabase, admin_database_url};
+pub use proxy::TcpProxy;
+
+use std::time::Duration;
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://stockflow:stockflow@127.0.0.1:5432/stockflow";
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
+}
+
+/// A namespace no other test shares, so queues and exchanges never collide.
+pub fn unique_namespace() -> String {
+    format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
+}
+
+/// Polls `probe` until it returns `Some`, or fails the test after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,3 @@
+DROP TABLE outbox;
+DROP TABLE backup_runs;
+DROP TABLE schedules;

@@ -1,0 +1,86 @@
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+use stockflow_api::commands::{self, TokenRequest};
+use stockflow_api::{AdminSettings, Application, Settings};
+use stockflow_db::Database;
+use stockflow_telemetry::Shutdown;
+
+/// The Stockflow HTTP API. With no command, serves the API.
+///
+/// Configured by environment variables only (see .env.prod.example).
+#[derive(Parser)]
+#[command(name = "stockflow-api", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token and print it, alone, on stdout. It is shown only once.
+    Create {
+        /// Organization slug; the organization is created if it does not exist.
+        #[arg(long)]
+        org: String,
+        /// admin, member or viewer.
+        #[arg(long)]
+        role: String,
+        /// A label to tell tokens apart.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// The user the token acts as (created if needed); defaults to one user per role.
+        #[arg(long)]
+        email: Option<String>,
+        /// Lifetime such as 30d, 12h or 90m; without it the token does not expire.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let settings = stockflow_config::load_or_exit(Settings::from_env);
+            stockflow_telemetry::init(&settings.telemetry);
+            stockflow_runtime::exit_status(serve(settings).await)
+        }
+        Command::Migrate => {
+            let settings = admin_settings();
+            let outcome = commands::migrate(&Database::connect_lazy(&settings.database)).await;
+            stockflow_runtime::exit_status(outcome.map(|applied| {
+                tracing::info!(count = applied.len(), ?applied, "migrations applied");
+            }))
+        }
+        Command::Token(TokenCommand::Create { org, role, name, email, expires_in }) => {
+            let settings = admin_settings();
+            let request = TokenRequest { org, role, name, email, expires_in };
+            let outcome = commands::create_token(&Database::connect_lazy(&settings.database), request).await;
+            stockflow_runtime::exit_status(outcome.map(|token| println!("{}", token.expose())))
+        }
+    }
+}
+
+/// Admin commands print their results on stdout, so their logs go to stderr.
+fn admin_settings() -> AdminSettings {
+    let settings = stockflow_config::load_or_exit(AdminSettings::from_env);
+    stockflow_telemetry::init_stderr(&settings.telemetry);
+    settings
+}
+
+async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let shutdown = Shutdown::on_signals()?;
+    let app = Application::build(settings, shutdown).await?;
+    Ok(app.run_until_stopped().await?)
+}

@@ -1,0 +1,46 @@
+use crate::Settings;
+use actix_web::{App, HttpServer, dev::Server};
+use std::net::SocketAddr;
+use stockflow_runtime::{Connections, RunError, StartupError, serve_until_stopped};
+use stockflow_telemetry::{Shutdown, health_routes};
+
+/// Requests still running this long after SIGTERM are dropped, so the
+/// process always exits within the 10 s a container runtime waits.
+const GRACEFUL_STOP_SECS: u64 = 8;
+
+pub struct Application {
+    address: SocketAddr,
+    server: Server,
+    connections: Connections,
+}
+
+impl Application {
+    #[tracing::instrument(name = "api.build", skip_all, fields(bind = %settings.api.bind), err)]
+    pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartupError> {
+        let connections = Connections::open(&settings.database, &settings.broker, "api", shutdown)?;
+        if settings.api.run_migrations {
+            let applied = connections.migrate().await?;
+            tracing::info!(count = applied.len(), ?applied, "migrations applied");
+        }
+        let readiness = connections.readiness();
+        let bind = settings.api.bind;
+        let server = HttpServer::new(move || App::new().configure(health_routes(readiness.clone())))
+            .workers(settings.api.workers.get())
+            .disable_signals()
+            .shutdown_timeout(GRACEFUL_STOP_SECS)
+            .bind(bind)
+            .map_err(|source| StartupError::Bind { address: bind, source })?;
+        let address = server.addrs().first().copied().unwrap_or(bind);
+        tracing::info!(%address, "API listening");
+        Ok(Self { address, server: server.run(), connections })
+    }
+
+    /// The bound address (port 0 in tests picks a free one).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub async fn run_until_stopped(self) -> Result<(), RunError> {
+        serve_until_stopped(self.server, self.connections).await
+    }
+}

@@ -1,0 +1,49 @@
+//! stockflow-backup: Takes, verifies, prunes and restores database and media backups.
+
+use std::net::SocketAddr;
+use stockflow_config::{BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, TelemetrySettings};
+use stockflow_runtime::{BackgroundService, Connections, RunError, StartupError};
+use stockflow_telemetry::Shutdown;
+
+pub const HEALTH_BIND_VAR: &str = "BACKUP_HEALTH_BIND";
+const DEFAULT_HEALTH_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8003);
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub broker: BrokerSettings,
+    pub telemetry: TelemetrySettings,
+    pub health: HealthSettings,
+}
+
+impl Settings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            telemetry: TelemetrySettings::from_env(env)?,
+            database: DatabaseSettings::from_env(env)?,
+            broker: BrokerSettings::from_env(env)?,
+            health: HealthSettings::from_env(env, HEALTH_BIND_VAR, DEFAULT_HEALTH_BIND)?,
+        })
+    }
+}
+
+pub struct Application {
+    service: BackgroundService,
+}
+
+impl Application {
+    #[tracing::instrument(name = "backup.build", skip_all, fields(health_bind = %settings.health.bind), err)]
+    pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartupError> {
+        let connections = Connections::open(&settings.database, &settings.broker, "backup", shutdown)?;
+        Ok(Self { service: BackgroundService::start(settings.health.bind, connections)? })
+    }
+
+    /// Where `/healthz` and `/readyz` listen (port 0 in tests picks a free one).
+    pub fn address(&self) -> SocketAddr {
+        self.service.address()
+    }
+
+    pub async fn run_until_stopped(self) -> Result<(), RunError> {
+        self.service.run_until_stopped().await
+    }
+}
