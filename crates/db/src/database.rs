@@ -10,6 +10,8 @@ type PgPool = Pool<ConnectionManager<PgConnection>>;
 pub enum DbError {
     #[error("no database connection: {0}")]
     Unavailable(#[from] diesel::r2d2::PoolError),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
     #[error("migration failed: {0}")]
@@ -47,11 +49,20 @@ impl Database {
         let manager = ConnectionManager::<PgConnection>::new(settings.url.expose());
         let pool = Pool::builder()
             .max_size(settings.pool_size.get())
-            .min_idle(Some(1))
+            // No eager background connects: a connect thread still inside
+            // libpq when the process exits can crash it, and while the
+            // database is down such threads would retry without end.
+            .min_idle(Some(0))
             .connection_timeout(settings.connect_timeout)
             .error_handler(Box::new(TracingErrorHandler))
             .build_unchecked(manager);
         Self { pool }
+    }
+
+    /// One connection, without a pool: for short-lived admin commands.
+    pub fn establish(settings: &DatabaseSettings) -> Result<PgConnection, DbError> {
+        use diesel::Connection;
+        Ok(PgConnection::establish(settings.url.expose())?)
     }
 
     pub fn get(&self) -> Result<PooledConnection<ConnectionManager<PgConnection>>, DbError> {

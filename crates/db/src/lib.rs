@@ -9,6 +9,6 @@ pub mod schema;
 pub mod users;
 
 pub use database::{Database, DbError};
-pub use migrations::{MIGRATIONS, pending_migrations, revert_all, run_pending};
+pub use migrations::{MIGRATIONS, migration_names, pending_migrations, revert_all, run_pending};
 
 pub use diesel::PgConnection;

@@ -1,6 +1,8 @@
 use crate::DbError;
 use diesel::PgConnection;
 use diesel::RunQueryDsl;
+use diesel::migration::MigrationSource;
+use diesel::pg::Pg;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -15,6 +17,12 @@ pub fn run_pending(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
         let applied = conn.run_pending_migrations(MIGRATIONS).map_err(|e| DbError::Migration(e.to_string()))?;
         Ok(applied.iter().map(ToString::to_string).collect())
     })
+}
+
+/// Every migration this build carries, oldest first.
+pub fn migration_names() -> Result<Vec<String>, DbError> {
+    let migrations = MigrationSource::<Pg>::migrations(&MIGRATIONS).map_err(|e| DbError::Migration(e.to_string()))?;
+    Ok(migrations.iter().map(|m| m.name().to_string()).collect())
 }
 
 pub fn pending_migrations(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {

@@ -126,22 +126,7 @@ impl TestAppBuilder {
         let storage_root = tempfile::tempdir().expect("create storage root");
         let root = storage_root.path().display().to_string();
 
-        let mut env = Env::from_pairs([
-            ("DATABASE_URL", database.url_via(database_proxy.port())),
-            ("DATABASE_POOL_SIZE", "4".to_owned()),
-            ("DATABASE_CONNECT_TIMEOUT_SECS", "2".to_owned()),
-            ("AMQP_URL", amqp_via_proxy.to_string()),
-            ("AMQP_NAMESPACE", namespace.clone()),
-            ("MEDIA_ROOT", format!("{root}/media")),
-            ("BACKUP_ROOT", format!("{root}/backups")),
-            ("API_BIND", "127.0.0.1:0".to_owned()),
-            ("WEB_WORKERS", "2".to_owned()),
-            ("WORKER_HEALTH_BIND", "127.0.0.1:0".to_owned()),
-            ("SCHEDULER_HEALTH_BIND", "127.0.0.1:0".to_owned()),
-            ("BACKUP_HEALTH_BIND", "127.0.0.1:0".to_owned()),
-            ("LOG_LEVEL", std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".to_owned())),
-            ("LOG_FORMAT", "pretty".to_owned()),
-        ]);
+        let mut env = service_env(&database.url_via(database_proxy.port()), amqp_via_proxy.as_str(), &namespace, &root);
         for (var, value) in self.env {
             env = env.with(var, value);
         }
@@ -171,4 +156,25 @@ fn upstream(url: &str) -> SocketAddr {
         _ => Some(5432),
     });
     (host, port.unwrap_or_default()).to_socket_addrs().expect("resolve service address").next().expect("an address")
+}
+
+/// The environment a service under test reads: the given database and
+/// broker, its own namespace and storage root, port 0 everywhere, quiet logs.
+pub fn service_env(database_url: &str, amqp_url: &str, namespace: &str, storage_root: &str) -> Env {
+    Env::from_pairs([
+        ("DATABASE_URL", database_url.to_owned()),
+        ("DATABASE_POOL_SIZE", "4".to_owned()),
+        ("DATABASE_CONNECT_TIMEOUT_SECS", "2".to_owned()),
+        ("AMQP_URL", amqp_url.to_owned()),
+        ("AMQP_NAMESPACE", namespace.to_owned()),
+        ("MEDIA_ROOT", format!("{storage_root}/media")),
+        ("BACKUP_ROOT", format!("{storage_root}/backups")),
+        ("API_BIND", "127.0.0.1:0".to_owned()),
+        ("WEB_WORKERS", "2".to_owned()),
+        ("WORKER_HEALTH_BIND", "127.0.0.1:0".to_owned()),
+        ("SCHEDULER_HEALTH_BIND", "127.0.0.1:0".to_owned()),
+        ("BACKUP_HEALTH_BIND", "127.0.0.1:0".to_owned()),
+        ("LOG_LEVEL", std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".to_owned())),
+        ("LOG_FORMAT", "pretty".to_owned()),
+    ])
 }

@@ -12,11 +12,14 @@
 //! point the suite elsewhere.
 
 mod app;
+pub mod contract;
 mod database;
+mod process;
 mod proxy;
 
-pub use app::{Started, TestApp, TestAppBuilder};
+pub use app::{Started, TestApp, TestAppBuilder, service_env};
 pub use database::{TestDatabase, admin_database_url};
+pub use process::{ProcessEnv, ServiceProcess, assert_config_error, free_port};
 pub use proxy::TcpProxy;
 
 use std::time::Duration;

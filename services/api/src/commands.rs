@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use rand::RngCore;
-use stockflow_db::{Database, DbError, PgConnection, api_tokens, organizations, users};
+use stockflow_db::{DbError, PgConnection, api_tokens, organizations, users};
 use stockflow_domain::{ApiTokenSecret, Email, OrgSlug, ParseError, Role, TokenLifetime};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +23,8 @@ impl From<diesel::result::Error> for CommandError {
 
 /// Applies pending migrations; returns the versions it applied (none when
 /// the schema is current, so running it twice is harmless).
-pub async fn migrate(database: &Database) -> Result<Vec<String>, CommandError> {
-    Ok(database.run(stockflow_db::run_pending).await?)
+pub fn migrate(conn: &mut PgConnection) -> Result<Vec<String>, CommandError> {
+    Ok(stockflow_db::run_pending(conn)?)
 }
 
 pub struct TokenRequest {
@@ -38,17 +38,15 @@ pub struct TokenRequest {
 /// Creates a token for a user of the organization, creating the
 /// organization and the user if needed, and returns the token: the only
 /// time it exists outside the client's hands.
-pub async fn create_token(database: &Database, request: TokenRequest) -> Result<ApiTokenSecret, CommandError> {
+pub fn create_token(conn: &mut PgConnection, request: TokenRequest) -> Result<ApiTokenSecret, CommandError> {
     let slug = OrgSlug::parse(&request.org)?;
     let role = Role::parse(&request.role)?;
     // A user per role by default, so `--role viewer` gives a viewer token
     // even when an admin token was made for the organization before.
     let email = Email::parse(&request.email.unwrap_or_else(|| format!("{role}@{slug}.stockflow.invalid")))?;
     let lifetime = request.expires_in.as_deref().map(TokenLifetime::parse).transpose()?;
-    let name = request.name;
     let secret = generate_secret();
-    let digest = secret.digest();
-    database.run(move |conn| create_token_rows(conn, &slug, &email, role, &name, lifetime, digest)).await?;
+    create_token_rows(conn, &slug, &email, role, &request.name, lifetime, secret.digest())?;
     Ok(secret)
 }
 

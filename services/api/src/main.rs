@@ -1,8 +1,8 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use stockflow_api::commands::{self, TokenRequest};
+use stockflow_api::commands::{self, CommandError, TokenRequest};
 use stockflow_api::{AdminSettings, Application, Settings};
-use stockflow_db::Database;
+use stockflow_db::{Database, PgConnection};
 use stockflow_telemetry::Shutdown;
 
 /// The Stockflow HTTP API. With no command, serves the API.
@@ -56,27 +56,27 @@ async fn main() -> ExitCode {
             stockflow_telemetry::init(&settings.telemetry);
             stockflow_runtime::exit_status(serve(settings).await)
         }
-        Command::Migrate => {
-            let settings = admin_settings();
-            let outcome = commands::migrate(&Database::connect_lazy(&settings.database)).await;
-            stockflow_runtime::exit_status(outcome.map(|applied| {
-                tracing::info!(count = applied.len(), ?applied, "migrations applied");
-            }))
-        }
+        Command::Migrate => stockflow_runtime::exit_status(admin(|conn| {
+            let applied = commands::migrate(conn)?;
+            tracing::info!(count = applied.len(), ?applied, "migrations applied");
+            Ok(())
+        })),
         Command::Token(TokenCommand::Create { org, role, name, email, expires_in }) => {
-            let settings = admin_settings();
-            let request = TokenRequest { org, role, name, email, expires_in };
-            let outcome = commands::create_token(&Database::connect_lazy(&settings.database), request).await;
-            stockflow_runtime::exit_status(outcome.map(|token| println!("{}", token.expose())))
+            stockflow_runtime::exit_status(admin(|conn| {
+                let token = commands::create_token(conn, TokenRequest { org, role, name, email, expires_in })?;
+                println!("{}", token.expose());
+                Ok(())
+            }))
         }
     }
 }
 
-/// Admin commands print their results on stdout, so their logs go to stderr.
-fn admin_settings() -> AdminSettings {
+/// Runs an admin command on one database connection. Its result goes to
+/// stdout, so its logs go to stderr.
+fn admin(command: impl FnOnce(&mut PgConnection) -> Result<(), CommandError>) -> Result<(), CommandError> {
     let settings = stockflow_config::load_or_exit(AdminSettings::from_env);
     stockflow_telemetry::init_stderr(&settings.telemetry);
-    settings
+    command(&mut Database::establish(&settings.database)?)
 }
 
 async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {

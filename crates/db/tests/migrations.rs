@@ -1,0 +1,88 @@
+// Tests fail loudly by design.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use stockflow_testkit::TestDatabase;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+fn user_tables(conn: &mut PgConnection) -> i64 {
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_name <> '__diesel_schema_migrations'",
+    )
+    .get_result::<Count>(conn)
+    .expect("count tables")
+    .n
+}
+
+#[test]
+fn migrations_go_up_down_and_up_again() {
+    let database = TestDatabase::create();
+    let mut conn = database.connect();
+    let total = stockflow_db::migration_names().expect("embedded migrations").len();
+    assert!(total >= 4);
+    assert_eq!(user_tables(&mut conn), 10, "the template is fully migrated");
+
+    let reverted = stockflow_db::revert_all(&mut conn).expect("down");
+    assert_eq!(reverted.len(), total);
+    assert_eq!(user_tables(&mut conn), 0, "every down.sql removes what its up.sql made");
+
+    let applied = stockflow_db::run_pending(&mut conn).expect("up again");
+    assert_eq!(applied.len(), total);
+    assert_eq!(user_tables(&mut conn), 10);
+    assert!(stockflow_db::run_pending(&mut conn).expect("no-op").is_empty());
+}
+
+/// `schema.rs` must name exactly the tables and columns the migrations
+/// create, in the same order, or Diesel queries fail at run time.
+#[test]
+fn schema_rs_matches_the_migrated_database() {
+    use stockflow_db::schema::*;
+    let database = TestDatabase::create();
+    let mut conn = database.connect();
+
+    #[derive(QueryableByName)]
+    struct Column {
+        #[diesel(sql_type = Text)]
+        column_name: String,
+    }
+    fn database_columns(conn: &mut PgConnection, table: &str) -> Vec<String> {
+        diesel::sql_query(
+            "SELECT column_name::text FROM information_schema.columns \
+             WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind::<Text, _>(table)
+        .load::<Column>(conn)
+        .expect("list columns")
+        .into_iter()
+        .map(|c| c.column_name)
+        .collect()
+    }
+    /// Column names in the order Diesel selects them, read from the SQL
+    /// Diesel generates for `SELECT <all columns>`.
+    fn declared_columns(sql: &str, table: &str) -> Vec<String> {
+        let prefix = format!("\"{table}\".\"");
+        sql.split(", ")
+            .filter_map(|part| {
+                part.split_once(&prefix).map(|(_, rest)| rest.split('"').next().unwrap_or_default().to_owned())
+            })
+            .collect()
+    }
+    macro_rules! check {
+        ($($table:ident),*) => {$({
+            let query = $table::table.select($table::all_columns).limit(0);
+            let sql = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
+            let declared = declared_columns(&sql, stringify!($table));
+            assert!(!declared.is_empty(), "could not read columns from {sql}");
+            assert_eq!(database_columns(&mut conn, stringify!($table)), declared, "columns of {}", stringify!($table));
+            query.execute(&mut conn).expect(stringify!($table));
+        })*};
+    }
+    check!(organizations, users, api_tokens, products, batches, attachments, exports, schedules, backup_runs, outbox);
+}

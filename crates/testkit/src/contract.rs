@@ -1,0 +1,63 @@
+//! What every Stockflow service promises operators, as checks each service's
+//! own tests run against itself.
+
+use crate::{ProcessEnv, ServiceProcess, TestApp, assert_config_error};
+use std::time::Duration;
+
+/// A dependency that goes away must show on `/readyz` within this long...
+const NOTICE_WITHIN: Duration = Duration::from_secs(10);
+/// ...and the service must be ready again this long after it returns,
+/// without a restart (reconnect backoff is capped at 5 s).
+const RECOVER_WITHIN: Duration = Duration::from_secs(15);
+
+/// `/healthz` answers 200 and `/readyz` answers 200 with every check "ok".
+pub async fn healthy_and_ready(app: &TestApp) {
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let body = app.wait_for_readyz(200, RECOVER_WITHIN).await;
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["broker"], "ok");
+}
+
+/// Cutting the broker, then the database, turns `/readyz` into a 503 that
+/// names what is down; restoring each brings 200 back with no restart.
+pub async fn readiness_follows_dependencies(app: &TestApp) {
+    healthy_and_ready(app).await;
+    for (name, proxy) in [("broker", &app.broker_proxy), ("database", &app.database_proxy)] {
+        proxy.sever();
+        let body = app.wait_for_readyz(503, NOTICE_WITHIN).await;
+        assert_eq!(body["status"], "not_ready");
+        let detail = body["checks"][name].as_str().unwrap_or_default();
+        assert!(detail.starts_with("down: "), "{name} should be reported down: {body}");
+        assert_eq!(app.get("/healthz").await.status(), 200, "liveness must not follow dependencies");
+        proxy.restore();
+        let body = app.wait_for_readyz(200, RECOVER_WITHIN).await;
+        assert_eq!(body["checks"][name], "ok");
+    }
+}
+
+/// Each bad variable stops the binary with exit 2 and one line naming it.
+/// `None` means "unset".
+pub fn config_errors(binary: &str, cases: &[(&str, Option<&str>)]) {
+    let shared: [(&str, Option<&str>); 6] = [
+        ("DATABASE_URL", None),
+        ("DATABASE_URL", Some("mysql://root@127.0.0.1/stockflow")),
+        ("AMQP_URL", Some("amqp://127.0.0.1:notaport")),
+        ("DATABASE_POOL_SIZE", Some("ten")),
+        ("AMQP_NAMESPACE", Some("Not Valid")),
+        ("LOG_FORMAT", Some("xml")),
+    ];
+    for (var, value) in shared.iter().chain(cases) {
+        assert_config_error(binary, var, *value);
+    }
+}
+
+/// SIGTERM stops a ready service with exit code 0 well within 10 s.
+pub async fn stops_on_sigterm(binary: &str, bind_var: &str) {
+    let env = ProcessEnv::new();
+    let mut service = ServiceProcess::spawn(&env, binary, bind_var);
+    service.wait_ready(Duration::from_secs(30)).await;
+    let (status, took) = service.terminate(Duration::from_secs(10));
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    assert!(took < Duration::from_secs(10), "took {took:?} to stop");
+}

@@ -1,0 +1,125 @@
+//! Service binaries run as real processes, for what only a process shows:
+//! exit codes, what reaches stdout and stderr, and how it meets SIGTERM.
+
+use crate::{TestDatabase, amqp_url, service_env, unique_namespace};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+use stockflow_config::Env;
+
+/// A free TCP port on 127.0.0.1 (free when asked; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind port 0").port()
+}
+
+/// A working environment for a binary: its own database and namespace.
+pub struct ProcessEnv {
+    pub env: Env,
+    pub database: TestDatabase,
+    _storage_root: tempfile::TempDir,
+}
+
+impl ProcessEnv {
+    pub fn new() -> Self {
+        let database = TestDatabase::create();
+        let storage_root = tempfile::tempdir().expect("create storage root");
+        let env =
+            service_env(database.url(), &amqp_url(), &unique_namespace(), &storage_root.path().display().to_string());
+        Self { env, database, _storage_root: storage_root }
+    }
+
+    pub fn with(mut self, var: &str, value: &str) -> Self {
+        self.env = self.env.with(var, value);
+        self
+    }
+
+    pub fn command(&self, binary: &str) -> Command {
+        let mut command = Command::new(binary);
+        // Only what we pass: a developer's shell variables must not leak in.
+        command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+        command.envs(self.env.iter());
+        command
+    }
+
+    pub fn run(&self, binary: &str, args: &[&str]) -> Output {
+        self.command(binary).args(args).stdin(Stdio::null()).output().expect("run service binary")
+    }
+}
+
+impl Default for ProcessEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs `binary` with one variable set to a bad value and checks that it
+/// stops at once with exit code 2 and one stderr line naming the variable.
+pub fn assert_config_error(binary: &str, var: &str, bad_value: Option<&str>) {
+    let base = ProcessEnv::new();
+    let mut command = base.command(binary);
+    match bad_value {
+        Some(value) => command.env(var, value),
+        None => command.env_remove(var),
+    };
+    let output = command.stdin(Stdio::null()).output().expect("run service binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{var}={bad_value:?}: status {:?}, stderr {stderr}", output.status);
+    assert_eq!(stderr.lines().count(), 1, "one line expected for {var}, got: {stderr}");
+    assert!(stderr.starts_with(&format!("config error: {var}: ")), "{stderr}");
+    if let Some(value) = bad_value.filter(|_| !var.ends_with("_URL")) {
+        assert!(stderr.contains(&format!("got \"{value}\"")), "{stderr}");
+    }
+}
+
+/// A running service binary, terminated (SIGKILL) if the test forgets to.
+pub struct ServiceProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` with its HTTP (or health) endpoint on a free port set
+    /// through `bind_var`.
+    pub fn spawn(env: &ProcessEnv, binary: &str, bind_var: &str) -> Self {
+        let port = free_port();
+        let child = env
+            .command(binary)
+            .env(bind_var, format!("127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start service binary");
+        Self { child, port }
+    }
+
+    pub async fn wait_ready(&self, within: Duration) {
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        let client = reqwest::Client::new();
+        crate::eventually(&format!("{url} to answer 200"), within, || async {
+            let response = client.get(&url).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        })
+        .await
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the process to exit.
+    pub fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(sent.success(), "could not signal the service");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll service process") {
+                return (status, started.elapsed());
+            }
+            assert!(started.elapsed() < limit, "service still running {limit:?} after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
