@@ -35,13 +35,22 @@ pub fn insert(conn: &mut PgConnection, token: &NewApiToken<'_>) -> QueryResult<A
         .get_result(conn)
 }
 
-/// The live token with this digest: not revoked and not expired.
-pub fn find_active(conn: &mut PgConnection, digest: &TokenDigest, now: DateTime<Utc>) -> QueryResult<Option<ApiToken>> {
+/// Who presents a token: the token, its user and the user's organization.
+pub type Holder = (ApiToken, crate::users::User, crate::organizations::Organization);
+
+/// The holder of the live token with this digest, if any.
+pub fn find_holder(conn: &mut PgConnection, digest: &TokenDigest, now: DateTime<Utc>) -> QueryResult<Option<Holder>> {
+    use crate::schema::{organizations, users};
     api_tokens::table
+        .inner_join(users::table.inner_join(organizations::table))
         .filter(api_tokens::token_sha256.eq(digest.as_bytes()))
         .filter(api_tokens::revoked_at.is_null())
         .filter(api_tokens::expires_at.is_null().or(api_tokens::expires_at.gt(now)))
-        .select(ApiToken::as_select())
+        .select((
+            ApiToken::as_select(),
+            crate::users::User::as_select(),
+            crate::organizations::Organization::as_select(),
+        ))
         .first(conn)
         .optional()
 }

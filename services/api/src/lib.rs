@@ -1,8 +1,12 @@
 //! stockflow-api: the HTTP API, and the admin commands that ship with it.
 
+mod auth;
 pub mod commands;
+mod problem;
+mod routes;
 mod settings;
 mod startup;
 
+pub use problem::ApiError;
 pub use settings::{AdminSettings, ApiSettings, Settings};
 pub use startup::Application;

@@ -1,5 +1,5 @@
-use crate::Settings;
-use actix_web::{App, HttpServer, dev::Server};
+use crate::{Settings, routes};
+use actix_web::{App, HttpServer, dev::Server, web};
 use std::net::SocketAddr;
 use stockflow_runtime::{Connections, RunError, StartupError, serve_until_stopped};
 use stockflow_telemetry::{Shutdown, health_routes};
@@ -23,13 +23,19 @@ impl Application {
             tracing::info!(count = applied.len(), ?applied, "migrations applied");
         }
         let readiness = connections.readiness();
+        let database = web::Data::new(connections.database.clone());
         let bind = settings.api.bind;
-        let server = HttpServer::new(move || App::new().configure(health_routes(readiness.clone())))
-            .workers(settings.api.workers.get())
-            .disable_signals()
-            .shutdown_timeout(GRACEFUL_STOP_SECS)
-            .bind(bind)
-            .map_err(|source| StartupError::Bind { address: bind, source })?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(database.clone())
+                .configure(health_routes(readiness.clone()))
+                .configure(routes::configure)
+        })
+        .workers(settings.api.workers.get())
+        .disable_signals()
+        .shutdown_timeout(GRACEFUL_STOP_SECS)
+        .bind(bind)
+        .map_err(|source| StartupError::Bind { address: bind, source })?;
         let address = server.addrs().first().copied().unwrap_or(bind);
         tracing::info!(%address, "API listening");
         Ok(Self { address, server: server.run(), connections })
