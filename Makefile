@@ -1,0 +1,43 @@
+# Stockflow: the commands a developer and CI use. `make help` lists them.
+SHELL := /bin/bash
+CARGO ?= cargo
+# nextest runs each test in its own process, in parallel; plain cargo test
+# is the fallback on machines without it.
+TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run" || echo test)
+
+.PHONY: help services services-stop build run stop test lint fmt bench clean-test-dbs
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+services: ## Start PostgreSQL, RabbitMQ, the S3 server and nginx on 127.0.0.1 (installs what is missing)
+	@bash scripts/services.sh up
+
+services-stop: ## Stop only the services that `make services` started
+	@bash scripts/services.sh down
+
+build: ## Build every service binary
+	$(CARGO) build --workspace --bins --locked
+
+run: services build ## Start the whole system locally and print how to call it
+	@bash scripts/run.sh start
+
+stop: ## Stop what `make run` started
+	@bash scripts/run.sh stop
+
+lint: ## Formatting and clippy, warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test: services lint ## Everything CI checks: services, lint, the whole test suite
+	$(CARGO) $(TEST_RUNNER) --workspace --locked
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+bench: services ## Run the benchmark scenarios; results in docs/benchmarks.md
+	$(CARGO) build --workspace --bins --release --locked
+	python3 bench/run.py
+
+clean-test-dbs: ## Drop test databases left behind by killed test runs
+	@bash scripts/services.sh clean-test-dbs
