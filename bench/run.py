@@ -208,7 +208,7 @@ def main():
         print(f"== {name}", flush=True)
         rows = SCENARIOS[name](args.runs)
         for r in rows:
-            print(f"  {r["figure"]:<54} ours {r['ours']:>8}  baseline {r['baseline']:>8}  ratio {r['ratio']:>6}  ({r['baseline_tool']})")
+            print(f"  {r['figure']:<54} ours {r['ours']:>8}  baseline {r['baseline']:>8}  ratio {r['ratio']:>6}  ({r['baseline_tool']})")
         results[name] = {"at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "rows": rows}
     with open(RESULTS, "w") as f:
         json.dump(results, f, indent=2)
