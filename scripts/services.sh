@@ -3,7 +3,8 @@
 #
 #   postgresql  :5432  role/db stockflow (password stockflow)
 #   rabbitmq    :5672  guest/guest, >= 3.8 (quorum queues)
-#   s3 (moto)   :9000  S3-compatible object store
+#   s3 (s3s-fs) :9000  S3-compatible object store, key stockflow / stockflow-dev-secret,
+#                      buckets stockflow-media and stockflow-backups
 #   nginx       :8088  reverse proxy to the API on :8000 (deploy/nginx/dev.conf)
 #
 # Usage: scripts/services.sh up|down|status|clean-test-dbs
@@ -23,7 +24,6 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE_DIR=$ROOT/var/services
 MARKER_DIR=$STATE_DIR/started
 LOG_DIR=$STATE_DIR/logs
-VENV=$ROOT/var/tools/venv
 
 PG_PORT=5432
 PG_CLUSTER=main
@@ -35,8 +35,17 @@ AMQP_PORT=5672
 RABBITMQ_MIN_VERSION=3.8
 
 S3_PORT=9000
-MOTO_PIDFILE=$STATE_DIR/moto.pid
-MOTO_LOG=$LOG_DIR/moto.log
+S3_REGION=us-east-1
+# Development-only credentials, also in scripts/run.sh and the storage tests.
+S3_ACCESS_KEY=stockflow
+S3_SECRET_KEY=stockflow-dev-secret
+S3_BUCKETS="stockflow-media stockflow-backups"
+# 0.14.1 is the newest release that builds with rustc 1.95.
+S3S_FS_VERSION=0.14.1
+S3S_FS=$ROOT/var/tools/bin/s3s-fs
+S3_DATA=$STATE_DIR/s3-data
+S3_PIDFILE=$STATE_DIR/s3s-fs.pid
+S3_LOG=$LOG_DIR/s3s-fs.log
 
 NGINX_PORT=8088
 NGINX_CONF=$ROOT/deploy/nginx/dev.conf
@@ -335,91 +344,78 @@ stop_rabbitmq() {
 }
 
 # ---------------------------------------------------------------------------
-# s3 (moto)
+# s3 (s3s-fs)
 
-# 127.0.0.1:$S3_PORT answers like S3 (bucket listing or x-amz-* headers).
+# 127.0.0.1:$S3_PORT answers a bucket listing signed with our credentials
+# (curl signs SigV4 itself), so a server that refuses them does not count.
 # --noproxy: an http_proxy in the environment must not intercept loopback.
 s3_answers() {
-  local out
-  out=$(curl --noproxy '*' -s -i -m 3 "http://127.0.0.1:$S3_PORT/" 2>/dev/null) || return 1
-  grep -qiE 'ListAllMyBucketsResult|^x-amz' <<<"$out"
+  # s3s-fs requires x-amz-content-sha256, which curl does not add: this is the
+  # digest of the empty body.
+  curl --noproxy '*' -s -m 3 --aws-sigv4 "aws:amz:$S3_REGION:s3" --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" \
+    -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+    "http://127.0.0.1:$S3_PORT/" 2>/dev/null | grep -q ListAllMyBucketsResult
 }
 
-# Prints a moto_server that can actually run: the one on PATH, else our venv's.
-# `--help` imports flask/flask_cors, so it fails when moto lacks the [server] extra.
-find_moto_server() {
+# cargo may live in the invoking user's rustup home when we run under sudo.
+find_cargo() {
   local candidate
-  for candidate in "$(command -v moto_server || true)" "$VENV/bin/moto_server"; do
-    [[ -n $candidate && -x $candidate ]] || continue
-    if "$candidate" --help >/dev/null 2>&1; then
-      printf '%s\n' "$candidate"
-      return 0
-    fi
+  for candidate in "$(command -v cargo || true)" "${CARGO_HOME:-$HOME/.cargo}/bin/cargo" \
+    ${SUDO_USER:+"$(getent passwd "$SUDO_USER" | cut -d: -f6)/.cargo/bin/cargo"}; do
+    [[ -n $candidate && -x $candidate ]] && { printf '%s\n' "$candidate"; return 0; }
   done
   return 1
 }
 
-install_moto_venv() {
-  local piplog=$LOG_DIR/pip.log
-  have python3 || apt_install s3 python3 python3-venv
-  if [[ ! -x $VENV/bin/pip ]]; then
-    rm -rf "$VENV"
-    mkdir -p "$(dirname "$VENV")"
-    # Debian's python3 lacks ensurepip until python3-venv is installed.
-    if ! python3 -m venv "$VENV" >>"$piplog" 2>&1; then
-      rm -rf "$VENV"
-      apt_install s3 python3-venv
-      python3 -m venv "$VENV" >>"$piplog" 2>&1 || die "s3: python3 -m venv $VENV failed (see $piplog)"
-    fi
-  fi
-  log "s3: pip install 'moto[server]>=5,<6' into $VENV (log: $piplog)"
-  # A venv's pip trusts only its bundled CA list; point it at the system store so
-  # locally installed CAs (e.g. an egress proxy's) work as they do for curl/apt.
-  if [[ -z ${PIP_CERT:-} && -f /etc/ssl/certs/ca-certificates.crt ]]; then
-    export PIP_CERT=/etc/ssl/certs/ca-certificates.crt
-  fi
-  "$VENV/bin/pip" install --disable-pip-version-check -q 'moto[server]>=5,<6' >>"$piplog" 2>&1 ||
-    die "s3: pip install moto[server] failed (see $piplog)"
+install_s3s_fs() {
+  local cargo log=$LOG_DIR/s3s-fs-install.log
+  cargo=$(find_cargo) || die "s3: cargo is needed to install s3s-fs (install Rust with rustup first)"
+  log "s3: cargo install s3s-fs $S3S_FS_VERSION into var/tools (log: $log; about 2 minutes)"
+  "$cargo" install --quiet --locked --features binary --version "$S3S_FS_VERSION" --root "$ROOT/var/tools" s3s-fs \
+    >>"$log" 2>&1 || die "s3: cargo install s3s-fs failed (see $log)"
 }
 
-# Why moto: it is an S3-compatible server installable from PyPI (which these
-# machines reach) with no Docker, and it supports what Stockflow relies on:
-# multipart upload, presigned URLs and path-style addressing.
+# Why s3s-fs: an S3-compatible server from crates.io (which these machines
+# reach), no Docker, that checks SigV4 signatures, expires presigned URLs,
+# honours If-None-Match and response-content-disposition, and supports
+# multipart upload, ranges and paged listings: all the storage contract
+# needs, so the conformance suite can fail for real.
 ensure_s3() {
-  local installed=0 moto
+  local installed=0 bucket
   if s3_answers; then
     RESULT[s3]="already running"
     return 0
   fi
-  port_open "$S3_PORT" && die "s3: 127.0.0.1:$S3_PORT is in use by something that is not an S3 server"
-
-  if ! moto=$(find_moto_server); then
-    install_moto_venv
+  port_open "$S3_PORT" && die "s3: 127.0.0.1:$S3_PORT is in use by something that does not accept our S3 credentials"
+  if [[ ! -x $S3S_FS ]]; then
+    install_s3s_fs
     installed=1
-    moto=$(find_moto_server) || die "s3: moto_server in $VENV does not run (see $LOG_DIR/pip.log)"
   fi
-  log "s3: starting $moto (log: $MOTO_LOG)"
+  mkdir -p "$S3_DATA"
+  # s3s-fs keeps a bucket as a directory of its root.
+  for bucket in $S3_BUCKETS; do mkdir -p "$S3_DATA/$bucket"; done
+  log "s3: starting s3s-fs on $S3_DATA (log: $S3_LOG)"
   mark_started s3
   # setsid detaches it from our session so it outlives make/the terminal; the
   # inner sh writes its own pid and then execs, so the pidfile is exact.
   # shellcheck disable=SC2016 # $$ and $1 are for the inner sh
-  setsid sh -c 'echo $$ >"$1"; shift; exec nohup "$@"' sh "$MOTO_PIDFILE" \
-    "$moto" -H 127.0.0.1 -p "$S3_PORT" </dev/null >>"$MOTO_LOG" 2>&1 &
+  setsid sh -c 'echo $$ >"$1"; shift; exec nohup "$@"' sh "$S3_PIDFILE" \
+    "$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
+    "$S3_DATA" </dev/null >>"$S3_LOG" 2>&1 &
   if ! wait_for 30 s3_answers; then
     # A server we cannot reach is no use; stop it so the next `up` starts afresh.
     stop_s3 >/dev/null 2>&1 || true
     rm -f "$MARKER_DIR/s3"
-    die "s3: moto_server did not answer on 127.0.0.1:$S3_PORT within 30 s (see $MOTO_LOG)"
+    die "s3: s3s-fs did not answer on 127.0.0.1:$S3_PORT within 30 s (see $S3_LOG)"
   fi
-  pid_running "$MOTO_PIDFILE" moto_server || die "s3: moto_server exited right after starting (see $MOTO_LOG)"
-  RESULT[s3]="$(result_word "$installed" 1) (moto)"
+  RESULT[s3]="$(result_word "$installed" 1) (s3s-fs)"
 }
 
 stop_s3() {
-  pid_running "$MOTO_PIDFILE" moto_server || return 0
-  log "s3: stopping moto_server (pid $(<"$MOTO_PIDFILE"))"
-  stop_pid "$MOTO_PIDFILE" moto_server || return 1
-  rm -f "$MOTO_PIDFILE"
+  pid_running "$S3_PIDFILE" s3s-fs || return 0
+  log "s3: stopping s3s-fs (pid $(<"$S3_PIDFILE"))"
+  stop_pid "$S3_PIDFILE" s3s-fs || return 1
+  rm -f "$S3_PIDFILE"
 }
 
 # ---------------------------------------------------------------------------

@@ -8,11 +8,15 @@
 mod env;
 mod groups;
 mod secret;
+mod storage;
 mod values;
 
 pub use env::{ConfigError, Env, FromEnvValue};
 pub use groups::{BrokerSettings, DatabaseSettings, HealthSettings, LogFormat, TelemetrySettings};
 pub use secret::Secret;
+pub use storage::{
+    AbsolutePath, BackupStorageSettings, BucketName, HttpUrl, PartSize, S3Settings, StorageBackendKind, StorageSettings,
+};
 pub use values::{AmqpNamespace, AmqpUrl, DatabaseUrl, LogFilter};
 
 /// Exit code of a service whose configuration is invalid (EX_USAGE-like, and

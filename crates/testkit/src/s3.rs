@@ -1,0 +1,106 @@
+//! A private S3-compatible server per test: the same s3s-fs that `make
+//! services` runs on :9000, started on a free port with its own data
+//! directory, so a test can see exactly which unfinished uploads are its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The development credentials of `make services`.
+pub const S3_ACCESS_KEY: &str = "stockflow";
+pub const S3_SECRET_KEY: &str = "stockflow-dev-secret";
+
+pub struct S3Server {
+    child: Child,
+    port: u16,
+    data: tempfile::TempDir,
+}
+
+impl S3Server {
+    /// Fails the test when s3s-fs is missing: a conformance run without a
+    /// real server would prove nothing. `make services` installs it.
+    pub async fn start() -> Self {
+        let binary = binary();
+        assert!(binary.is_file(), "{} is missing: run `make services` (it installs s3s-fs)", binary.display());
+        let data = tempfile::tempdir().expect("create the S3 data directory");
+        let port = crate::free_port();
+        let child = Command::new(&binary)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
+            .arg(data.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
+        let mut server = Self { child, port, data };
+        server.wait_until_listening().await;
+        server
+    }
+
+    async fn wait_until_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("s3s-fs exited at start with {status}");
+            }
+            assert!(Instant::now() < deadline, "s3s-fs did not listen on port {} within 10 s", self.port);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// s3s-fs keeps each bucket as a directory of its root.
+    pub fn create_bucket(&self, name: &str) {
+        std::fs::create_dir(self.data.path().join(name)).expect("create bucket directory");
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// The parts of multipart uploads that were neither completed nor
+    /// aborted. Read from the data directory because s3s-fs does not
+    /// implement ListMultipartUploads; this server serves one test, so every
+    /// upload here is that test's.
+    pub fn unfinished_uploads(&self) -> Vec<String> {
+        std::fs::read_dir(self.data.path())
+            .expect("read the S3 data directory")
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with(".upload"))
+            .collect()
+    }
+
+    /// Settings for a storage instance on `bucket`, as a service would read
+    /// them (`prefix` is `S3_` or `BACKUP_S3_`).
+    pub fn env(&self, prefix: &str, bucket: &str) -> Vec<(String, String)> {
+        vec![
+            (format!("{prefix}BUCKET"), bucket.to_owned()),
+            (format!("{prefix}ENDPOINT"), self.endpoint()),
+            (format!("{prefix}FORCE_PATH_STYLE"), "true".to_owned()),
+            ("AWS_ACCESS_KEY_ID".to_owned(), S3_ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY".to_owned(), S3_SECRET_KEY.to_owned()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `S3S_FS` names another binary; the default is where `make services`
+/// installs it.
+fn binary() -> PathBuf {
+    std::env::var_os("S3S_FS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../var/tools/bin/s3s-fs"))
+}
