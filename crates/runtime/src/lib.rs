@@ -5,11 +5,16 @@
 
 use actix_web::dev::{Server, ServerHandle};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
-use stockflow_config::{BrokerSettings, DatabaseSettings};
+use stockflow_config::{BackupStorageSettings, BrokerSettings, DatabaseSettings, StorageSettings};
 use stockflow_db::Database;
 use stockflow_queue::{Broker, InvalidAmqpUrl};
+use stockflow_storage::{Storage, StorageCheck, StorageError};
 use stockflow_telemetry::{Readiness, Shutdown, serve_health};
+
+const MEDIA_STORE: &str = "storage";
+const BACKUP_STORE: &str = "backup_storage";
 
 /// How long `/readyz` waits for a pooled database connection.
 const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -22,6 +27,11 @@ pub enum StartupError {
     Broker(#[from] InvalidAmqpUrl),
     #[error("cannot apply migrations: {0}")]
     Migrations(stockflow_db::DbError),
+    /// A misconfigured store, such as a `MEDIA_ROOT` that cannot be created.
+    /// A store that is merely down does not stop a service: it shows on
+    /// `/readyz`.
+    #[error("cannot open {name}: {source}")]
+    Storage { name: &'static str, source: StorageError },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +40,16 @@ pub enum RunError {
     Server(#[from] std::io::Error),
 }
 
-/// A service's links to PostgreSQL and RabbitMQ. Neither is required at
-/// start: both reconnect by themselves, and readiness says which is down.
+/// A service's links to PostgreSQL, RabbitMQ and its stores. None is
+/// required at start: each reconnects by itself, and readiness says which is
+/// down.
 #[derive(Clone)]
 pub struct Connections {
     pub database: Database,
     pub broker: Broker,
     pub shutdown: Shutdown,
+    /// Each store under the name of its line on `/readyz`.
+    stores: Vec<(&'static str, Arc<dyn Storage>)>,
 }
 
 impl Connections {
@@ -50,11 +63,48 @@ impl Connections {
             database: Database::connect_lazy(database),
             broker: Broker::start(broker, service, shutdown.clone())?,
             shutdown,
+            stores: Vec::new(),
         })
     }
 
+    /// Opens the media store (attachments, exports); `storage` on `/readyz`.
+    pub fn with_media_store(self, settings: &StorageSettings) -> Result<Self, StartupError> {
+        self.with_store(MEDIA_STORE, || stockflow_storage::from_settings(settings))
+    }
+
+    /// Opens the backup target; `backup_storage` on `/readyz`.
+    pub fn with_backup_store(self, settings: &BackupStorageSettings) -> Result<Self, StartupError> {
+        self.with_store(BACKUP_STORE, || stockflow_storage::from_backup_settings(settings))
+    }
+
+    fn with_store(
+        mut self,
+        name: &'static str,
+        open: impl FnOnce() -> Result<Arc<dyn Storage>, StorageError>,
+    ) -> Result<Self, StartupError> {
+        let storage = open().map_err(|source| StartupError::Storage { name, source })?;
+        tracing::info!(store = name, backend = storage.backend(), "storage opened");
+        self.stores.push((name, storage));
+        Ok(self)
+    }
+
+    pub fn media_store(&self) -> Option<Arc<dyn Storage>> {
+        self.store(MEDIA_STORE)
+    }
+
+    pub fn backup_store(&self) -> Option<Arc<dyn Storage>> {
+        self.store(BACKUP_STORE)
+    }
+
+    fn store(&self, name: &str) -> Option<Arc<dyn Storage>> {
+        self.stores.iter().find(|(each, _)| *each == name).map(|(_, storage)| Arc::clone(storage))
+    }
+
     pub fn readiness(&self) -> Readiness {
-        Readiness::new().with(self.database.check(DATABASE_CHECK_TIMEOUT)).with(self.broker.check())
+        let readiness = Readiness::new().with(self.database.check(DATABASE_CHECK_TIMEOUT)).with(self.broker.check());
+        self.stores.iter().fold(readiness, |readiness, (name, storage)| {
+            readiness.with(StorageCheck::named(Arc::clone(storage), name))
+        })
     }
 
     /// Applies pending migrations, e.g. for `RUN_MIGRATIONS=true`.

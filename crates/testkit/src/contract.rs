@@ -36,6 +36,27 @@ pub async fn readiness_follows_dependencies(app: &TestApp) {
     }
 }
 
+/// A store whose root becomes unusable turns `/readyz` into a 503 naming
+/// that store (`storage` or `backup_storage`); once the root is back, 200
+/// returns with no restart. `dir` is the store's root under the test's
+/// storage root (`media` or `backups`). The root is replaced by a plain file
+/// rather than made read-only, because tests may run as root.
+pub async fn readiness_follows_storage(app: &TestApp, name: &str, dir: &str) {
+    healthy_and_ready(app).await;
+    assert_eq!(app.readyz().await.1["checks"][name], "ok", "{name} should be on /readyz");
+    let root = app.storage_root.path().join(dir);
+    let aside = app.storage_root.path().join(format!("{dir}-aside"));
+    std::fs::rename(&root, &aside).expect("move the store's root aside");
+    std::fs::write(&root, b"not a directory").expect("put a file in its place");
+    let body = app.wait_for_readyz(503, NOTICE_WITHIN).await;
+    let detail = body["checks"][name].as_str().unwrap_or_default();
+    assert!(detail.starts_with("down: "), "{name} should be reported down: {body}");
+    std::fs::remove_file(&root).expect("remove the file");
+    std::fs::rename(&aside, &root).expect("put the root back");
+    let body = app.wait_for_readyz(200, RECOVER_WITHIN).await;
+    assert_eq!(body["checks"][name], "ok");
+}
+
 /// Each bad variable stops the binary with exit 2 and one line naming it.
 /// `None` means "unset".
 pub fn config_errors(binary: &str, cases: &[(&str, Option<&str>)]) {

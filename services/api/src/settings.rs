@@ -1,12 +1,13 @@
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use stockflow_config::{BrokerSettings, ConfigError, DatabaseSettings, Env, TelemetrySettings};
+use stockflow_config::{BrokerSettings, ConfigError, DatabaseSettings, Env, StorageSettings, TelemetrySettings};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database: DatabaseSettings,
     pub broker: BrokerSettings,
     pub telemetry: TelemetrySettings,
+    pub storage: StorageSettings,
     pub api: ApiSettings,
 }
 
@@ -24,6 +25,7 @@ impl Settings {
             telemetry: TelemetrySettings::from_env(env)?,
             database: DatabaseSettings::from_env(env)?,
             broker: BrokerSettings::from_env(env)?,
+            storage: StorageSettings::from_env(env)?,
             api: ApiSettings::from_env(env)?,
         })
     }

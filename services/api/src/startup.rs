@@ -17,7 +17,8 @@ pub struct Application {
 impl Application {
     #[tracing::instrument(name = "api.build", skip_all, fields(bind = %settings.api.bind), err)]
     pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartupError> {
-        let connections = Connections::open(&settings.database, &settings.broker, "api", shutdown)?;
+        let connections = Connections::open(&settings.database, &settings.broker, "api", shutdown)?
+            .with_media_store(&settings.storage)?;
         if settings.api.run_migrations {
             let applied = connections.migrate().await?;
             tracing::info!(count = applied.len(), ?applied, "migrations applied");

@@ -22,6 +22,11 @@ async fn readiness_follows_database_and_broker() {
 }
 
 #[tokio::test]
+async fn readiness_follows_the_media_store() {
+    contract::readiness_follows_storage(&spawn_app().await, "storage", "media").await;
+}
+
+#[tokio::test]
 async fn stops_cleanly_when_told() {
     let app = spawn_app().await;
     contract::healthy_and_ready(&app).await;
@@ -38,7 +43,13 @@ async fn unknown_routes_are_404() {
 fn bad_configuration_stops_with_exit_code_2() {
     contract::config_errors(
         BINARY,
-        &[("API_BIND", Some("localhost")), ("WEB_WORKERS", Some("0")), ("RUN_MIGRATIONS", Some("maybe"))],
+        &[
+            ("API_BIND", Some("localhost")),
+            ("WEB_WORKERS", Some("0")),
+            ("RUN_MIGRATIONS", Some("maybe")),
+            ("STORAGE_BACKEND", Some("ftp")),
+            ("MEDIA_ROOT", Some("var/media")),
+        ],
     );
 }
 

@@ -1,7 +1,10 @@
 //! stockflow-backup: Takes, verifies, prunes and restores database and media backups.
 
 use std::net::SocketAddr;
-use stockflow_config::{BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, TelemetrySettings};
+use stockflow_config::{
+    BackupStorageSettings, BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, StorageSettings,
+    TelemetrySettings,
+};
 use stockflow_runtime::{BackgroundService, Connections, RunError, StartupError};
 use stockflow_telemetry::Shutdown;
 
@@ -14,6 +17,10 @@ pub struct Settings {
     pub broker: BrokerSettings,
     pub telemetry: TelemetrySettings,
     pub health: HealthSettings,
+    /// The media it backs up.
+    pub storage: StorageSettings,
+    /// Where backups go.
+    pub backup_storage: BackupStorageSettings,
 }
 
 impl Settings {
@@ -23,6 +30,8 @@ impl Settings {
             database: DatabaseSettings::from_env(env)?,
             broker: BrokerSettings::from_env(env)?,
             health: HealthSettings::from_env(env, HEALTH_BIND_VAR, DEFAULT_HEALTH_BIND)?,
+            storage: StorageSettings::from_env(env)?,
+            backup_storage: BackupStorageSettings::from_env(env)?,
         })
     }
 }
@@ -34,7 +43,9 @@ pub struct Application {
 impl Application {
     #[tracing::instrument(name = "backup.build", skip_all, fields(health_bind = %settings.health.bind), err)]
     pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartupError> {
-        let connections = Connections::open(&settings.database, &settings.broker, "backup", shutdown)?;
+        let connections = Connections::open(&settings.database, &settings.broker, "backup", shutdown)?
+            .with_media_store(&settings.storage)?
+            .with_backup_store(&settings.backup_storage)?;
         Ok(Self { service: BackgroundService::start(settings.health.bind, connections)? })
     }
 

@@ -22,6 +22,16 @@ async fn readiness_follows_database_and_broker() {
 }
 
 #[tokio::test]
+async fn readiness_follows_the_media_store() {
+    contract::readiness_follows_storage(&spawn_app().await, "storage", "media").await;
+}
+
+#[tokio::test]
+async fn readiness_follows_the_backup_store() {
+    contract::readiness_follows_storage(&spawn_app().await, "backup_storage", "backups").await;
+}
+
+#[tokio::test]
 async fn stops_cleanly_when_told() {
     let app = spawn_app().await;
     contract::healthy_and_ready(&app).await;
@@ -30,7 +40,16 @@ async fn stops_cleanly_when_told() {
 
 #[test]
 fn bad_configuration_stops_with_exit_code_2() {
-    contract::config_errors(BINARY, &[(HEALTH_BIND_VAR, Some("port-8001"))]);
+    contract::config_errors(
+        BINARY,
+        &[
+            (HEALTH_BIND_VAR, Some("port-8001")),
+            ("STORAGE_BACKEND", Some("ftp")),
+            ("MEDIA_ROOT", Some("var/media")),
+            ("BACKUP_STORAGE_BACKEND", Some("tape")),
+            ("BACKUP_ROOT", Some("backups")),
+        ],
+    );
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! stockflow-worker: Runs queued jobs: report exports and storage maintenance.
 
 use std::net::SocketAddr;
-use stockflow_config::{BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, TelemetrySettings};
+use stockflow_config::{
+    BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, StorageSettings, TelemetrySettings,
+};
 use stockflow_runtime::{BackgroundService, Connections, RunError, StartupError};
 use stockflow_telemetry::Shutdown;
 
@@ -14,6 +16,7 @@ pub struct Settings {
     pub broker: BrokerSettings,
     pub telemetry: TelemetrySettings,
     pub health: HealthSettings,
+    pub storage: StorageSettings,
 }
 
 impl Settings {
@@ -23,6 +26,7 @@ impl Settings {
             database: DatabaseSettings::from_env(env)?,
             broker: BrokerSettings::from_env(env)?,
             health: HealthSettings::from_env(env, HEALTH_BIND_VAR, DEFAULT_HEALTH_BIND)?,
+            storage: StorageSettings::from_env(env)?,
         })
     }
 }
@@ -34,7 +38,8 @@ pub struct Application {
 impl Application {
     #[tracing::instrument(name = "worker.build", skip_all, fields(health_bind = %settings.health.bind), err)]
     pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartupError> {
-        let connections = Connections::open(&settings.database, &settings.broker, "worker", shutdown)?;
+        let connections = Connections::open(&settings.database, &settings.broker, "worker", shutdown)?
+            .with_media_store(&settings.storage)?;
         Ok(Self { service: BackgroundService::start(settings.health.bind, connections)? })
     }
 
