@@ -13,7 +13,19 @@ declare -A PORT=([api]=$API_PORT [worker]=${WORKER_PORT:-8001} [scheduler]=${SCH
 say() { printf '%s\n' "$*" >&2; }
 die() { say "run: $*"; exit 1; }
 
+# Local disk by default; `STORAGE_BACKEND=s3 make run` keeps media in the
+# stockflow-media bucket of the S3 server `make services` runs instead.
+storage_settings() {
+    case ${STORAGE_BACKEND:-local} in
+        local) echo "STORAGE_BACKEND=local" ;;
+        s3) printf '%s\n' STORAGE_BACKEND=s3 S3_BUCKET=stockflow-media S3_ENDPOINT=http://127.0.0.1:9000 \
+            S3_FORCE_PATH_STYLE=true AWS_ACCESS_KEY_ID=stockflow AWS_SECRET_ACCESS_KEY=stockflow-dev-secret ;;
+        *) say "run: STORAGE_BACKEND must be local or s3, not '$STORAGE_BACKEND'"; exit 2 ;;
+    esac
+}
+
 write_settings() {
+    storage_settings >/dev/null || exit 2
     mkdir -p "$VAR/media" "$VAR/backups" "$VAR/log" "$VAR/run"
     chmod 0750 "$VAR/media" "$VAR/backups"
     cat >"$VAR/run.env" <<ENV
@@ -24,6 +36,7 @@ AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f
 AMQP_NAMESPACE=stockflow
 MEDIA_ROOT=$VAR/media
 BACKUP_ROOT=$VAR/backups
+$(storage_settings)
 API_BIND=127.0.0.1:${PORT[api]}
 WORKER_HEALTH_BIND=127.0.0.1:${PORT[worker]}
 SCHEDULER_HEALTH_BIND=127.0.0.1:${PORT[scheduler]}
@@ -86,9 +99,11 @@ start() {
     local token
     token=$("$BIN/stockflow-api" token create --org demo --role admin --name make-run 2>>"$VAR/log/migrate.log")
     (umask 077 && printf '%s\n' "$token" >"$VAR/demo-token")
+    local media="local disk storage under var/media"
+    [[ ${STORAGE_BACKEND:-local} == s3 ]] && media="media in the stockflow-media bucket at http://127.0.0.1:9000"
     cat <<MSG
 
-Stockflow is running: api, worker, scheduler and backup, with local disk storage under var/.
+Stockflow is running: api, worker, scheduler and backup, with $media.
 
   Base URL   http://127.0.0.1:${PORT[api]}
   Via nginx  http://127.0.0.1:8088

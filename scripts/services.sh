@@ -42,7 +42,6 @@ S3_SECRET_KEY=stockflow-dev-secret
 S3_BUCKETS="stockflow-media stockflow-backups"
 # 0.14.1 is the newest release that builds with rustc 1.95.
 S3S_FS_VERSION=0.14.1
-S3S_FS=$ROOT/var/tools/bin/s3s-fs
 S3_DATA=$STATE_DIR/s3-data
 S3_PIDFILE=$STATE_DIR/s3s-fs.pid
 S3_LOG=$LOG_DIR/s3s-fs.log
@@ -367,11 +366,28 @@ find_cargo() {
   return 1
 }
 
+# Prints the s3s-fs to run: the one on PATH or in cargo's bin directory, if it
+# is the pinned version.
+find_s3s_fs() {
+  local candidate cargo_bin
+  cargo_bin=$(dirname "$(find_cargo 2>/dev/null || echo "${CARGO_HOME:-$HOME/.cargo}/bin/cargo")")
+  for candidate in "$(command -v s3s-fs || true)" "$cargo_bin/s3s-fs"; do
+    [[ -n $candidate && -x $candidate ]] || continue
+    if [[ $("$candidate" --version 2>/dev/null) == "s3s-fs $S3S_FS_VERSION" ]]; then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Into cargo's own bin directory (~/.cargo/bin), where the tests look for it
+# too: one build per machine, shared by every clone.
 install_s3s_fs() {
   local cargo log=$LOG_DIR/s3s-fs-install.log
   cargo=$(find_cargo) || die "s3: cargo is needed to install s3s-fs (install Rust with rustup first)"
-  log "s3: cargo install s3s-fs $S3S_FS_VERSION into var/tools (log: $log; about 2 minutes)"
-  "$cargo" install --quiet --locked --features binary --version "$S3S_FS_VERSION" --root "$ROOT/var/tools" s3s-fs \
+  log "s3: cargo install s3s-fs $S3S_FS_VERSION (log: $log; about 2 minutes, once per machine)"
+  "$cargo" install --quiet --locked --force --features binary --version "$S3S_FS_VERSION" s3s-fs \
     >>"$log" 2>&1 || die "s3: cargo install s3s-fs failed (see $log)"
 }
 
@@ -381,16 +397,20 @@ install_s3s_fs() {
 # multipart upload, ranges and paged listings: all the storage contract
 # needs, so the conformance suite can fail for real.
 ensure_s3() {
-  local installed=0 bucket
+  local installed=0 bucket s3s_fs
+  # The storage tests start private s3s-fs servers, so the binary must be
+  # here even when a server already answers on :9000.
+  if ! s3s_fs=$(find_s3s_fs); then
+    install_s3s_fs
+    installed=1
+    s3s_fs=$(find_s3s_fs) || die "s3: s3s-fs $S3S_FS_VERSION is not where cargo installed it"
+  fi
   if s3_answers; then
     RESULT[s3]="already running"
+    ((installed)) && RESULT[s3]="installed, already running"
     return 0
   fi
   port_open "$S3_PORT" && die "s3: 127.0.0.1:$S3_PORT is in use by something that does not accept our S3 credentials"
-  if [[ ! -x $S3S_FS ]]; then
-    install_s3s_fs
-    installed=1
-  fi
   mkdir -p "$S3_DATA"
   # s3s-fs keeps a bucket as a directory of its root.
   for bucket in $S3_BUCKETS; do mkdir -p "$S3_DATA/$bucket"; done
@@ -400,7 +420,7 @@ ensure_s3() {
   # inner sh writes its own pid and then execs, so the pidfile is exact.
   # shellcheck disable=SC2016 # $$ and $1 are for the inner sh
   setsid sh -c 'echo $$ >"$1"; shift; exec nohup "$@"' sh "$S3_PIDFILE" \
-    "$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
+    "$s3s_fs" --host 127.0.0.1 --port "$S3_PORT" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
     "$S3_DATA" </dev/null >>"$S3_LOG" 2>&1 &
   if ! wait_for 30 s3_answers; then
     # A server we cannot reach is no use; stop it so the next `up` starts afresh.

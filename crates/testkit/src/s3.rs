@@ -21,7 +21,7 @@ impl S3Server {
     /// real server would prove nothing. `make services` installs it.
     pub async fn start() -> Self {
         let binary = binary();
-        assert!(binary.is_file(), "{} is missing: run `make services` (it installs s3s-fs)", binary.display());
+        assert!(binary.is_file(), "s3s-fs not found ({}): run `make services`, which installs it", binary.display());
         let data = tempfile::tempdir().expect("create the S3 data directory");
         let port = crate::free_port();
         let child = Command::new(&binary)
@@ -97,10 +97,19 @@ impl Drop for S3Server {
     }
 }
 
-/// `S3S_FS` names another binary; the default is where `make services`
-/// installs it.
+/// `S3S_FS` names another binary; otherwise the one on `PATH` or in cargo's
+/// bin directory, where `make services` installs it.
 fn binary() -> PathBuf {
-    std::env::var_os("S3S_FS")
+    if let Some(path) = std::env::var_os("S3S_FS") {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join("s3s-fs"))
+        .find(|candidate| candidate.is_file());
+    let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../var/tools/bin/s3s-fs"))
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
+    on_path.or_else(|| cargo_home.map(|home| home.join("bin/s3s-fs"))).unwrap_or_else(|| PathBuf::from("s3s-fs"))
 }
