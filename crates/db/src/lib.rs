@@ -5,6 +5,8 @@ pub mod api_tokens;
 mod database;
 mod migrations;
 pub mod organizations;
+pub mod page;
+pub mod products;
 pub mod schema;
 pub mod users;
 

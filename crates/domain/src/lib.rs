@@ -1,9 +1,11 @@
 //! Stockflow's domain: values that are parsed once at the edge and trusted
 //! everywhere after. This crate does no IO and depends on no workspace crate.
 
+mod catalog;
 mod tenancy;
 mod token;
 
+pub use catalog::{ProductName, Sku, SkuPrefix, Unit};
 pub use tenancy::{Email, OrgSlug, Role};
 pub use token::{ApiTokenSecret, TokenDigest, TokenLifetime};
 

@@ -17,6 +17,13 @@ pub(crate) struct Caller {
     pub(crate) role: Role,
 }
 
+impl Caller {
+    /// Viewers read, members write, admins manage: a weaker role gets 403.
+    pub(crate) fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role.allows(role) { Ok(()) } else { Err(ApiError::Forbidden(role)) }
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;

@@ -2,7 +2,10 @@
 
 mod auth;
 pub mod commands;
+mod extract;
+mod pagination;
 mod problem;
+mod products;
 mod routes;
 mod settings;
 mod startup;

@@ -4,15 +4,55 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use stockflow_db::page::WriteError;
+use stockflow_domain::Role;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
     Unauthorized(&'static str),
+    #[error("this needs the {0} role or higher")]
+    Forbidden(Role),
+    /// Also what a row of another organization answers, so ids leak nothing.
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The body parsed but its values are wrong; one entry per field.
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("{field} is already taken")]
+    Conflict { field: &'static str },
+    #[error("{0}")]
+    InUse(String),
+    /// Malformed JSON, query string or path.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("this method is not allowed on this resource")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    PayloadTooLarge(String),
     #[error("the database is unavailable; retry shortly")]
     Unavailable(#[source] stockflow_db::DbError),
     #[error("internal error")]
     Internal(#[source] stockflow_db::DbError),
+}
+
+/// One rejected field, as `errors[]` of a validation problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl From<stockflow_domain::ParseError> for FieldError {
+    fn from(error: stockflow_domain::ParseError) -> Self {
+        Self::new(error.field, error.reason)
+    }
 }
 
 #[derive(Serialize)]
@@ -23,12 +63,24 @@ struct Problem<'a> {
     status: u16,
     detail: String,
     code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
 }
 
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Validation(_) => "validation_failed",
+            Self::Conflict { .. } => "conflict",
+            Self::InUse(_) => "in_use",
+            Self::BadRequest(_) => "bad_request",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -37,9 +89,22 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             Self::Unauthorized(_) => "Authentication required",
+            Self::Forbidden(_) => "Not allowed",
+            Self::NotFound(_) => "Not found",
+            Self::Validation(_) => "Invalid request",
+            Self::Conflict { .. } => "Already exists",
+            Self::InUse(_) => "Still in use",
+            Self::BadRequest(_) => "Malformed request",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::PayloadTooLarge(_) => "Request too large",
             Self::Unavailable(_) => "Service unavailable",
             Self::Internal(_) => "Internal server error",
         }
+    }
+
+    /// A single invalid field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
     }
 }
 
@@ -52,10 +117,34 @@ impl From<stockflow_db::DbError> for ApiError {
     }
 }
 
+impl From<diesel::result::Error> for ApiError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Taken { field } => Self::Conflict { field },
+            WriteError::InUse(_) => Self::InUse("it is still referenced by other records".to_owned()),
+            WriteError::MissingReference(_) => Self::invalid("body", "refers to a record that does not exist"),
+            WriteError::Query(error) => error.into(),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict { .. } | Self::InUse(_) => StatusCode::CONFLICT,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -72,6 +161,14 @@ impl ResponseError for ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             code: self.code(),
+            errors: match self {
+                Self::Validation(errors) => Some(errors),
+                _ => None,
+            },
+            field: match self {
+                Self::Conflict { field } => Some(field),
+                _ => None,
+            },
         };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");

@@ -1,11 +1,26 @@
 //! The `/v1` routes.
 
 use crate::auth::Caller;
+use crate::problem::ApiError;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::scope("/v1").route("/me", web::get().to(me)));
+    cfg.service(
+        web::scope("/v1")
+            .service(web::resource("/me").route(web::get().to(me)).default_service(web::to(method_not_allowed)))
+            .configure(crate::products::configure),
+    );
+}
+
+/// A known path with a method it does not serve.
+pub(crate) async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// Any path no route serves.
+pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("resource"))
 }
 
 /// Who the token belongs to: a cheap way for a client to check its token.

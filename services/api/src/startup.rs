@@ -1,4 +1,4 @@
-use crate::{Settings, routes};
+use crate::{Settings, extract, routes};
 use actix_web::{App, HttpServer, dev::Server, web};
 use std::net::SocketAddr;
 use stockflow_runtime::{Connections, RunError, StartupError, serve_until_stopped};
@@ -29,8 +29,12 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(database.clone())
+                .app_data(extract::json_config())
+                .app_data(extract::query_config())
+                .app_data(extract::path_config())
                 .configure(health_routes(readiness.clone()))
                 .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
         })
         .workers(settings.api.workers.get())
         .disable_signals()

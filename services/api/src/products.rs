@@ -1,0 +1,214 @@
+//! `/v1/products`: the catalog. Viewers read; members write.
+
+use crate::auth::Caller;
+use crate::pagination::{Page, PageRequest};
+use crate::problem::{ApiError, FieldError};
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use stockflow_db::Database;
+use stockflow_db::page::After;
+use stockflow_db::products::{self, NewProduct, Product, ProductChanges, ProductFilter};
+use stockflow_domain::{ProductName, Role, Sku, SkuPrefix, Unit};
+use uuid::Uuid;
+
+/// Serialized size limit of `custom_fields`.
+pub(crate) const MAX_CUSTOM_FIELDS_BYTES: usize = 16 * 1024;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/products")
+            .route(web::get().to(list))
+            .route(web::post().to(create))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    )
+    .service(
+        web::resource("/products/{id}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete))
+            .default_service(web::to(crate::routes::method_not_allowed)),
+    );
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct ProductView {
+    id: Uuid,
+    sku: String,
+    name: String,
+    unit: String,
+    custom_fields: serde_json::Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Product> for ProductView {
+    fn from(p: Product) -> Self {
+        Self {
+            id: p.id,
+            sku: p.sku,
+            name: p.name,
+            unit: p.unit,
+            custom_fields: p.custom_fields,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateProduct {
+    sku: String,
+    name: String,
+    unit: String,
+    #[serde(default)]
+    custom_fields: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpdateProduct {
+    sku: Option<String>,
+    name: Option<String>,
+    unit: Option<String>,
+    custom_fields: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    sku_prefix: Option<String>,
+    q: Option<String>,
+}
+
+/// Collects every field's error, so a client fixes them all in one go.
+#[derive(Default)]
+pub(crate) struct Fields(Vec<FieldError>);
+
+impl Fields {
+    pub(crate) fn take<T>(&mut self, parsed: Result<T, stockflow_domain::ParseError>) -> Option<T> {
+        parsed.map_err(|error| self.0.push(error.into())).ok()
+    }
+
+    pub(crate) fn push(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    pub(crate) fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
+    }
+}
+
+/// A JSON object of bounded size, for `custom_fields` and `metadata`.
+pub(crate) fn json_object(
+    fields: &mut Fields,
+    name: &str,
+    value: serde_json::Value,
+    max: usize,
+) -> Option<serde_json::Value> {
+    if !value.is_object() {
+        fields.push(name, "must be a JSON object");
+        return None;
+    }
+    if serde_json::to_vec(&value).map_or(usize::MAX, |bytes| bytes.len()) > max {
+        fields.push(name, format!("must be at most {} KiB as JSON", max / 1024));
+        return None;
+    }
+    Some(value)
+}
+
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err)]
+async fn create(
+    caller: Caller,
+    database: web::Data<Database>,
+    body: web::Json<CreateProduct>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Member)?;
+    let body = body.into_inner();
+    let mut fields = Fields::default();
+    let sku = fields.take(Sku::parse(&body.sku));
+    let name = fields.take(ProductName::parse(&body.name));
+    let unit = fields.take(Unit::parse(&body.unit));
+    let custom_fields = json_object(
+        &mut fields,
+        "custom_fields",
+        body.custom_fields.unwrap_or_else(|| serde_json::json!({})),
+        MAX_CUSTOM_FIELDS_BYTES,
+    );
+    fields.finish()?;
+    let (Some(sku), Some(name), Some(unit), Some(custom_fields)) = (sku, name, unit, custom_fields) else {
+        return Err(ApiError::invalid("body", "invalid fields"));
+    };
+    let org = caller.org.id;
+    let new = NewProduct { sku, name, unit, custom_fields };
+    let product = database.run(move |conn| products::insert(conn, org, &new).map_err(ApiError::from)).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/products/{}", product.id)))
+        .json(ProductView::from(product)))
+}
+
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err)]
+async fn get(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let (org, id) = (caller.org.id, id.into_inner());
+    let product = database.run(move |conn| products::find(conn, org, id).map_err(ApiError::from)).await?;
+    let product = product.ok_or(ApiError::NotFound("product"))?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}
+
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err)]
+async fn list(
+    caller: Caller,
+    database: web::Data<Database>,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<Page<ProductView>>, ApiError> {
+    let query = query.into_inner();
+    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let mut fields = Fields::default();
+    let sku_prefix = query.sku_prefix.as_deref().and_then(|raw| fields.take(SkuPrefix::parse(raw)));
+    let name_contains = query.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+    if name_contains.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        fields.push("q", "at most 200 characters");
+    }
+    fields.finish()?;
+    let filter = ProductFilter { sku_prefix, name_contains };
+    let (org, after, fetch) = (caller.org.id, page.after, page.fetch());
+    let rows = database
+        .run(move |conn| products::list(conn, org, &filter, after.as_ref(), fetch).map_err(ApiError::from))
+        .await?;
+    Ok(web::Json(page.page(rows, |p| After { at: p.created_at, id: p.id }, ProductView::from)))
+}
+
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err)]
+async fn update(
+    caller: Caller,
+    database: web::Data<Database>,
+    id: web::Path<Uuid>,
+    body: web::Json<UpdateProduct>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Member)?;
+    let body = body.into_inner();
+    let mut fields = Fields::default();
+    let changes = ProductChanges {
+        sku: body.sku.as_deref().and_then(|raw| fields.take(Sku::parse(raw))),
+        name: body.name.as_deref().and_then(|raw| fields.take(ProductName::parse(raw))),
+        unit: body.unit.as_deref().and_then(|raw| fields.take(Unit::parse(raw))),
+        custom_fields: body
+            .custom_fields
+            .and_then(|value| json_object(&mut fields, "custom_fields", value, MAX_CUSTOM_FIELDS_BYTES)),
+    };
+    fields.finish()?;
+    let (org, id) = (caller.org.id, id.into_inner());
+    let product = database.run(move |conn| products::update(conn, org, id, &changes).map_err(ApiError::from)).await?;
+    let product = product.ok_or(ApiError::NotFound("product"))?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}
+
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err)]
+async fn delete(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Member)?;
+    let (org, id) = (caller.org.id, id.into_inner());
+    let deleted = database.run(move |conn| products::delete(conn, org, id).map_err(ApiError::from)).await?;
+    if deleted { Ok(HttpResponse::NoContent().finish()) } else { Err(ApiError::NotFound("product")) }
+}
