@@ -40,7 +40,9 @@ impl WriteError {
                         return Self::Taken { field };
                     }
                 }
-                DatabaseErrorKind::ForeignKeyViolation if info.message().contains("still referenced") => {
+                // "update or delete on table ... violates foreign key
+                // constraint ...": the row is referenced, not referencing.
+                DatabaseErrorKind::ForeignKeyViolation if info.message().starts_with("update or delete") => {
                     return Self::InUse(constraint.to_owned());
                 }
                 DatabaseErrorKind::ForeignKeyViolation => return Self::MissingReference(constraint.to_owned()),

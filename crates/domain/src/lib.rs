@@ -2,10 +2,12 @@
 //! everywhere after. This crate does no IO and depends on no workspace crate.
 
 mod catalog;
+mod production;
 mod tenancy;
 mod token;
 
 pub use catalog::{ProductName, Sku, SkuPrefix, Unit};
+pub use production::{BatchCode, BatchStatus, Notes, Quantity};
 pub use tenancy::{Email, OrgSlug, Role};
 pub use token::{ApiTokenSecret, TokenDigest, TokenLifetime};
 

@@ -1,6 +1,7 @@
 //! stockflow-api: the HTTP API, and the admin commands that ship with it.
 
 mod auth;
+mod batches;
 pub mod commands;
 mod extract;
 mod pagination;

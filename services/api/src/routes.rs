@@ -9,7 +9,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/v1")
             .service(web::resource("/me").route(web::get().to(me)).default_service(web::to(method_not_allowed)))
-            .configure(crate::products::configure),
+            .configure(crate::products::configure)
+            .configure(crate::batches::configure),
     );
 }
 

@@ -4,48 +4,9 @@
 //! `/v1/products` over HTTP against a real database: validation, conflicts,
 //! roles, pagination, filters and isolation between organizations.
 
-use reqwest::Method;
-use serde_json::{Value, json};
-use stockflow_api::commands::{TokenRequest, create_token};
-use stockflow_api::{Application, Settings};
-use stockflow_testkit::TestApp;
+mod common;
 
-async fn spawn_app() -> TestApp {
-    TestApp::builder()
-        .spawn(|env, shutdown| async move {
-            let app = Application::build(Settings::from_env(&env)?, shutdown).await?;
-            let address = app.address();
-            Ok((address, Box::pin(async move { Ok(app.run_until_stopped().await?) }) as _))
-        })
-        .await
-}
-
-fn token(app: &TestApp, org: &str, role: &str) -> String {
-    let request =
-        TokenRequest { org: org.into(), role: role.into(), name: "test".into(), email: None, expires_in: None };
-    create_token(&mut app.database.connect(), request).expect("create token").expose().to_owned()
-}
-
-async fn call(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.http.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let is_problem = response
-        .headers()
-        .get("content-type")
-        .is_some_and(|v| v.to_str().unwrap().starts_with("application/problem+json"));
-    let text = response.text().await.unwrap();
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("a JSON body") };
-    if status >= 400 {
-        assert!(is_problem, "{status} must be application/problem+json: {body}");
-        assert_eq!(body["status"], status);
-        assert!(body["code"].is_string() && body["type"].is_string() && body["title"].is_string(), "{body}");
-    }
-    (status, body)
-}
+use common::{Method, Value, call, json, spawn_app, token};
 
 fn flour() -> Value {
     json!({"sku": "FL-00", "name": "Rye flour", "unit": "kg", "custom_fields": {"mill": "North"}})

@@ -1,0 +1,174 @@
+//! The `batches` table. Every function takes the caller's organization, and
+//! the composite foreign key keeps a batch to products of its own org.
+
+use crate::page::{After, WriteError};
+use crate::schema::batches;
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use std::str::FromStr;
+use stockflow_domain::{BatchCode, BatchStatus, Notes, Quantity};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = batches)]
+pub struct BatchRow {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub product_id: Uuid,
+    pub code: String,
+    pub quantity: BigDecimal,
+    pub produced_at: DateTime<Utc>,
+    pub status: String,
+    pub notes: String,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl BatchRow {
+    /// The quantity as canonical decimal text (`12.5`), never in exponent form.
+    pub fn quantity_text(&self) -> String {
+        let fixed = self.quantity.with_scale(6).to_string();
+        Quantity::parse(&fixed).map(|q| q.as_str().to_owned()).unwrap_or(fixed)
+    }
+}
+
+pub struct NewBatch {
+    pub product_id: Uuid,
+    pub code: BatchCode,
+    pub quantity: Quantity,
+    pub produced_at: DateTime<Utc>,
+    pub status: BatchStatus,
+    pub notes: Notes,
+    pub metadata: serde_json::Value,
+}
+
+/// A PATCH: `None` leaves the column as it is.
+#[derive(Default)]
+pub struct BatchChanges {
+    pub product_id: Option<Uuid>,
+    pub code: Option<BatchCode>,
+    pub quantity: Option<Quantity>,
+    pub produced_at: Option<DateTime<Utc>>,
+    pub status: Option<BatchStatus>,
+    pub notes: Option<Notes>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// `produced_from` is inclusive, `produced_to` exclusive.
+#[derive(Default)]
+pub struct BatchFilter {
+    pub product_id: Option<Uuid>,
+    pub status: Option<BatchStatus>,
+    pub produced_from: Option<DateTime<Utc>>,
+    pub produced_to: Option<DateTime<Utc>>,
+}
+
+#[derive(AsChangeset)]
+#[diesel(table_name = batches)]
+struct Changeset<'a> {
+    product_id: Option<Uuid>,
+    code: Option<&'a str>,
+    quantity: Option<BigDecimal>,
+    produced_at: Option<DateTime<Utc>>,
+    status: Option<&'a str>,
+    notes: Option<&'a str>,
+    metadata: Option<&'a serde_json::Value>,
+    updated_at: DateTime<Utc>,
+}
+
+const UNIQUE_FIELDS: &[(&str, &str)] = &[("batches_org_code_key", "code")];
+
+fn decimal(quantity: &Quantity) -> Result<BigDecimal, WriteError> {
+    // Quantity only holds plain decimals, which always parse.
+    BigDecimal::from_str(quantity.as_str())
+        .map_err(|error| WriteError::Query(diesel::result::Error::SerializationError(Box::new(error))))
+}
+
+pub fn insert(conn: &mut PgConnection, org: Uuid, new: &NewBatch) -> Result<BatchRow, WriteError> {
+    diesel::insert_into(batches::table)
+        .values((
+            batches::org_id.eq(org),
+            batches::product_id.eq(new.product_id),
+            batches::code.eq(new.code.as_str()),
+            batches::quantity.eq(decimal(&new.quantity)?),
+            batches::produced_at.eq(new.produced_at),
+            batches::status.eq(new.status.as_str()),
+            batches::notes.eq(new.notes.as_str()),
+            batches::metadata.eq(&new.metadata),
+        ))
+        .returning(BatchRow::as_returning())
+        .get_result(conn)
+        .map_err(|error| WriteError::classify(error, UNIQUE_FIELDS))
+}
+
+pub fn find(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<BatchRow>> {
+    batches::table
+        .filter(batches::org_id.eq(org).and(batches::id.eq(id)))
+        .select(BatchRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Most recently produced first; `after` is the last row of the previous page.
+pub fn list(
+    conn: &mut PgConnection,
+    org: Uuid,
+    filter: &BatchFilter,
+    after: Option<&After>,
+    limit: i64,
+) -> QueryResult<Vec<BatchRow>> {
+    let mut query = batches::table.filter(batches::org_id.eq(org)).into_boxed();
+    if let Some(product) = filter.product_id {
+        query = query.filter(batches::product_id.eq(product));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(batches::status.eq(status.as_str()));
+    }
+    if let Some(from) = filter.produced_from {
+        query = query.filter(batches::produced_at.ge(from));
+    }
+    if let Some(to) = filter.produced_to {
+        query = query.filter(batches::produced_at.lt(to));
+    }
+    if let Some(after) = after {
+        query = query.filter(
+            batches::produced_at.lt(after.at).or(batches::produced_at.eq(after.at).and(batches::id.lt(after.id))),
+        );
+    }
+    query.order((batches::produced_at.desc(), batches::id.desc())).limit(limit).select(BatchRow::as_select()).load(conn)
+}
+
+pub fn update(
+    conn: &mut PgConnection,
+    org: Uuid,
+    id: Uuid,
+    changes: &BatchChanges,
+) -> Result<Option<BatchRow>, WriteError> {
+    let changeset = Changeset {
+        product_id: changes.product_id,
+        code: changes.code.as_ref().map(BatchCode::as_str),
+        quantity: changes.quantity.as_ref().map(decimal).transpose()?,
+        produced_at: changes.produced_at,
+        status: changes.status.map(BatchStatus::as_str),
+        notes: changes.notes.as_ref().map(Notes::as_str),
+        metadata: changes.metadata.as_ref(),
+        updated_at: Utc::now(),
+    };
+    diesel::update(batches::table.filter(batches::org_id.eq(org).and(batches::id.eq(id))))
+        .set(&changeset)
+        .returning(BatchRow::as_returning())
+        .get_result(conn)
+        .optional()
+        .map_err(|error| WriteError::classify(error, UNIQUE_FIELDS))
+}
+
+/// `Ok(false)` when there was no such batch. A batch with attachments
+/// cannot be deleted (`WriteError::InUse`).
+pub fn delete(conn: &mut PgConnection, org: Uuid, id: Uuid) -> Result<bool, WriteError> {
+    diesel::delete(batches::table.filter(batches::org_id.eq(org).and(batches::id.eq(id))))
+        .execute(conn)
+        .map(|deleted| deleted > 0)
+        .map_err(|error| WriteError::classify(error, UNIQUE_FIELDS))
+}
