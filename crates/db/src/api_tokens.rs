@@ -54,3 +54,56 @@ pub fn find_holder(conn: &mut PgConnection, digest: &TokenDigest, now: DateTime<
         .first(conn)
         .optional()
 }
+
+/// The tokens of an organization with the user each acts as, newest first.
+pub fn list_for_org(conn: &mut PgConnection, org_id: Uuid) -> QueryResult<Vec<(ApiToken, crate::users::User)>> {
+    use crate::schema::users;
+    api_tokens::table
+        .inner_join(users::table)
+        .filter(users::org_id.eq(org_id))
+        .order((api_tokens::created_at.desc(), api_tokens::id.desc()))
+        .select((ApiToken::as_select(), crate::users::User::as_select()))
+        .load(conn)
+}
+
+/// The organization a token belongs to, through its user.
+pub fn org_of(conn: &mut PgConnection, token_id: Uuid) -> QueryResult<Option<Uuid>> {
+    use crate::schema::users;
+    api_tokens::table
+        .inner_join(users::table)
+        .filter(api_tokens::id.eq(token_id))
+        .select(users::org_id)
+        .first(conn)
+        .optional()
+}
+
+/// Revokes a token of `org_id`; revoking twice keeps the first time.
+/// `Ok(false)` when the organization has no such token.
+pub fn revoke(conn: &mut PgConnection, org_id: Uuid, token_id: Uuid, now: DateTime<Utc>) -> QueryResult<bool> {
+    if org_of(conn, token_id)? != Some(org_id) {
+        return Ok(false);
+    }
+    diesel::update(api_tokens::table.filter(api_tokens::id.eq(token_id)).filter(api_tokens::revoked_at.is_null()))
+        .set(api_tokens::revoked_at.eq(now))
+        .execute(conn)?;
+    Ok(true)
+}
+
+/// Records a use of the token, unless one was recorded less than `every`
+/// ago: several processes may call this for the same token at once, and
+/// the condition keeps it to one write per interval whichever wins.
+pub fn touch_last_used(
+    conn: &mut PgConnection,
+    token_id: Uuid,
+    now: DateTime<Utc>,
+    every: chrono::Duration,
+) -> QueryResult<bool> {
+    let updated = diesel::update(
+        api_tokens::table
+            .filter(api_tokens::id.eq(token_id))
+            .filter(api_tokens::last_used_at.is_null().or(api_tokens::last_used_at.le(now - every))),
+    )
+    .set(api_tokens::last_used_at.eq(now))
+    .execute(conn)?;
+    Ok(updated > 0)
+}

@@ -35,10 +35,14 @@ impl FromRequest for Caller {
             let secret = presented?;
             let database = database.ok_or(ApiError::Unauthorized("authentication is not configured"))?;
             let digest = secret.digest();
-            let holder = database
+            let lookup = database.clone();
+            let holder = lookup
                 .run(move |conn| api_tokens::find_holder(conn, &digest, chrono::Utc::now()).map_err(DbError::from))
                 .await?;
-            holder.ok_or(ApiError::Unauthorized("the token is unknown, revoked or expired")).and_then(caller)
+            let caller =
+                holder.ok_or(ApiError::Unauthorized("the token is unknown, revoked or expired")).and_then(caller)?;
+            crate::last_used::record(&database, caller.token.id);
+            Ok(caller)
         })
     }
 }

@@ -4,12 +4,14 @@ mod auth;
 mod batches;
 pub mod commands;
 mod extract;
+mod last_used;
 mod pagination;
 mod problem;
 mod products;
 mod routes;
 mod settings;
 mod startup;
+mod tokens;
 
 pub use problem::ApiError;
 pub use settings::{AdminSettings, ApiSettings, Settings};

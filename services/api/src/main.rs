@@ -46,6 +46,16 @@ enum TokenCommand {
         #[arg(long)]
         expires_in: Option<String>,
     },
+    /// List an organization's tokens (never their secrets), tab-separated.
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a token by its id (from `token list`); it stops working at once.
+    Revoke {
+        /// The token's id.
+        id: String,
+    },
 }
 
 #[tokio::main]
@@ -68,6 +78,17 @@ async fn main() -> ExitCode {
                 Ok(())
             }))
         }
+        Command::Token(TokenCommand::List { org }) => stockflow_runtime::exit_status(admin(|conn| {
+            for line in commands::list_tokens(conn, &org)? {
+                println!("{line}");
+            }
+            Ok(())
+        })),
+        Command::Token(TokenCommand::Revoke { id }) => stockflow_runtime::exit_status(admin(|conn| {
+            commands::revoke_token(conn, &id)?;
+            tracing::info!(token = %id, "token revoked");
+            Ok(())
+        })),
     }
 }
 

@@ -10,7 +10,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/v1")
             .service(web::resource("/me").route(web::get().to(me)).default_service(web::to(method_not_allowed)))
             .configure(crate::products::configure)
-            .configure(crate::batches::configure),
+            .configure(crate::batches::configure)
+            .configure(crate::tokens::configure),
     );
 }
 

@@ -115,3 +115,30 @@ fn a_user_keeps_its_role() {
     let tokens: i64 = api_tokens::table.count().get_result(&mut env.database.connect()).expect("count");
     assert_eq!(tokens, 1);
 }
+
+#[test]
+fn token_list_shows_tokens_without_secrets_and_revoke_ends_them() {
+    let env = ProcessEnv::new();
+    let admin = stdout(&env.run(BINARY, &["token", "create", "--org", "demo", "--role", "admin", "--name", "ops"]));
+    stdout(&env.run(BINARY, &["token", "create", "--org", "demo", "--role", "viewer", "--name", "dash"]));
+    stdout(&env.run(BINARY, &["token", "create", "--org", "other", "--role", "admin", "--name", "theirs"]));
+
+    let listing = stdout(&env.run(BINARY, &["token", "list", "--org", "demo"]));
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines[0], "ID\tNAME\tEMAIL\tROLE\tCREATED\tLAST_USED\tEXPIRES\tREVOKED");
+    assert_eq!(lines.len(), 3, "two tokens of demo, none of other: {listing}");
+    assert!(lines[1].contains("\tdash\tviewer@demo.stockflow.invalid\tviewer\t"), "{listing}");
+    assert!(!listing.contains(admin.trim()), "a listing never shows a secret");
+    assert!(lines[2].ends_with("\t-"), "not revoked yet: {}", lines[2]);
+
+    let ops_id = lines[2].split('\t').next().unwrap();
+    stdout(&env.run(BINARY, &["token", "revoke", ops_id]));
+    let listing = stdout(&env.run(BINARY, &["token", "list", "--org", "demo"]));
+    let ops = listing.lines().find(|line| line.starts_with(ops_id)).unwrap();
+    assert!(!ops.ends_with("\t-"), "revoked now: {ops}");
+
+    let unknown = env.run(BINARY, &["token", "revoke", &uuid::Uuid::new_v4().to_string()]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no token"));
+    assert_eq!(env.run(BINARY, &["token", "list", "--org", "nobody"]).status.code(), Some(1));
+}

@@ -1,0 +1,90 @@
+// Tests fail loudly by design.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+//! `/v1/tokens`, and `last_used_at` kept without a write per request.
+
+mod common;
+
+use common::{Method, call, json, spawn_app, token};
+use diesel::prelude::*;
+use stockflow_db::schema::api_tokens;
+
+#[tokio::test]
+async fn admins_issue_tokens_that_work_once_shown_and_revoke_them() {
+    let app = spawn_app().await;
+    let admin = token(&app, "acme", "admin");
+    let body = json!({"name": "dashboard", "role": "viewer", "expires_in": "30d"});
+    let (status, issued) = call(&app, &admin, Method::POST, "/v1/tokens", Some(body)).await;
+    assert_eq!(status, 201, "{issued}");
+    let secret = issued["token"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("sf_"));
+    assert_eq!(
+        (issued["role"].as_str(), issued["email"].as_str()),
+        (Some("viewer"), Some("viewer@acme.stockflow.invalid"))
+    );
+    assert!(issued["expires_at"].is_string());
+
+    let (status, me) = call(&app, &secret, Method::GET, "/v1/me", None).await;
+    assert_eq!((status, me["user"]["role"].as_str()), (200, Some("viewer")));
+
+    let (status, listing) = call(&app, &admin, Method::GET, "/v1/tokens", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(listing["items"].as_array().unwrap().len(), 2);
+    assert!(!listing.to_string().contains(&secret), "a listing never shows a secret");
+    assert!(listing["items"].as_array().unwrap().iter().all(|t| t.get("token").is_none()));
+
+    let path = format!("/v1/tokens/{}", issued["id"].as_str().unwrap());
+    assert_eq!(call(&app, &admin, Method::DELETE, &path, None).await.0, 204);
+    assert_eq!(call(&app, &admin, Method::DELETE, &path, None).await.0, 204, "revoking twice is harmless");
+    let (status, problem) = call(&app, &secret, Method::GET, "/v1/me", None).await;
+    assert_eq!((status, problem["code"].as_str()), (401, Some("unauthorized")));
+}
+
+#[tokio::test]
+async fn only_admins_manage_tokens_and_only_their_orgs() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    for (method, path, body) in [
+        (Method::GET, "/v1/tokens".to_owned(), None),
+        (Method::POST, "/v1/tokens".to_owned(), Some(json!({"name": "x", "role": "viewer"}))),
+        (Method::DELETE, format!("/v1/tokens/{}", uuid::Uuid::new_v4()), None),
+    ] {
+        let (status, problem) = call(&app, &member, method.clone(), &path, body).await;
+        assert_eq!((status, problem["code"].as_str()), (403, Some("forbidden")), "{method} {path}");
+    }
+    let acme = token(&app, "acme", "admin");
+    let globex = token(&app, "globex", "admin");
+    let (_, theirs) = call(&app, &globex, Method::GET, "/v1/tokens", None).await;
+    let their_id = theirs["items"][0]["id"].as_str().unwrap();
+    let (status, problem) = call(&app, &acme, Method::DELETE, &format!("/v1/tokens/{their_id}"), None).await;
+    assert_eq!((status, problem["detail"].as_str()), (404, Some("no such token")));
+    assert_eq!(call(&app, &globex, Method::GET, "/v1/me", None).await.0, 200, "their token still works");
+
+    let bad = json!({"name": "", "role": "owner", "expires_in": "forever"});
+    let (status, problem) = call(&app, &acme, Method::POST, "/v1/tokens", Some(bad)).await;
+    assert_eq!(status, 422, "{problem}");
+    let fields: Vec<&str> =
+        problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["name", "role", "expires_in"]);
+}
+
+#[tokio::test]
+async fn last_use_is_recorded_without_a_write_per_request() {
+    let app = spawn_app().await;
+    let viewer = token(&app, "acme", "viewer");
+    let last_used = || -> Option<chrono::DateTime<chrono::Utc>> {
+        api_tokens::table.select(api_tokens::last_used_at).first(&mut app.database.connect()).unwrap()
+    };
+    assert_eq!(last_used(), None);
+    assert_eq!(call(&app, &viewer, Method::GET, "/v1/me", None).await.0, 200);
+    let first =
+        stockflow_testkit::eventually("last_used_at to be recorded", std::time::Duration::from_secs(5), || async {
+            last_used()
+        })
+        .await;
+    for _ in 0..5 {
+        assert_eq!(call(&app, &viewer, Method::GET, "/v1/products", None).await.0, 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(last_used(), Some(first), "uses within a minute do not write again");
+}
