@@ -44,21 +44,25 @@ pub struct S3Settings {
 
 impl StorageSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let names =
-            BackendVars { selector: "STORAGE_BACKEND", root: "MEDIA_ROOT", s3_prefix: "S3_", credentials_prefix: None };
-        Ok(Self { backend: backend_from_env(env, &names)? })
+        Ok(Self { backend: backend_from_env(env, &MEDIA_VARS)? })
+    }
+
+    /// The media store on local disk (`MEDIA_ROOT`), whatever
+    /// `STORAGE_BACKEND` says: moving media between backends needs both
+    /// stores at once.
+    pub fn local_from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self { backend: local_from_env(env, &MEDIA_VARS)? })
+    }
+
+    /// The media store on S3 (`S3_*`, `AWS_*`), whatever `STORAGE_BACKEND` says.
+    pub fn s3_from_env(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self { backend: StorageBackendKind::S3(s3_from_env(env, &MEDIA_VARS)?) })
     }
 }
 
 impl BackupStorageSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let names = BackendVars {
-            selector: "BACKUP_STORAGE_BACKEND",
-            root: "BACKUP_ROOT",
-            s3_prefix: "BACKUP_S3_",
-            credentials_prefix: Some("BACKUP_S3_"),
-        };
-        Ok(Self { backend: backend_from_env(env, &names)? })
+        Ok(Self { backend: backend_from_env(env, &BACKUP_VARS)? })
     }
 }
 
@@ -71,6 +75,16 @@ struct BackendVars {
     /// without them they use the standard `AWS_*` ones.
     credentials_prefix: Option<&'static str>,
 }
+
+const MEDIA_VARS: BackendVars =
+    BackendVars { selector: "STORAGE_BACKEND", root: "MEDIA_ROOT", s3_prefix: "S3_", credentials_prefix: None };
+
+const BACKUP_VARS: BackendVars = BackendVars {
+    selector: "BACKUP_STORAGE_BACKEND",
+    root: "BACKUP_ROOT",
+    s3_prefix: "BACKUP_S3_",
+    credentials_prefix: Some("BACKUP_S3_"),
+};
 
 /// What the selector variable names, before that backend's own variables
 /// are read (they are required only for the backend in use).
@@ -93,9 +107,13 @@ impl FromEnvValue for BackendName {
 
 fn backend_from_env(env: &Env, names: &BackendVars) -> Result<StorageBackendKind, ConfigError> {
     match env.or(names.selector, BackendName::Local)? {
-        BackendName::Local => Ok(StorageBackendKind::Local { root: env.required::<AbsolutePath>(names.root)?.into() }),
+        BackendName::Local => local_from_env(env, names),
         BackendName::S3 => Ok(StorageBackendKind::S3(s3_from_env(env, names)?)),
     }
+}
+
+fn local_from_env(env: &Env, names: &BackendVars) -> Result<StorageBackendKind, ConfigError> {
+    Ok(StorageBackendKind::Local { root: env.required::<AbsolutePath>(names.root)?.into() })
 }
 
 fn s3_from_env(env: &Env, names: &BackendVars) -> Result<S3Settings, ConfigError> {
@@ -349,6 +367,35 @@ mod tests {
         let StorageBackendKind::S3(s3) = BackupStorageSettings::from_env(&env).unwrap().backend else { panic!() };
         assert_eq!(s3.access_key_id, "backup-key");
         assert_eq!(s3.secret_access_key.expose(), "backup-secret");
+    }
+
+    #[test]
+    fn either_media_backend_can_be_read_whatever_storage_backend_says() {
+        let env = s3_env().with("MEDIA_ROOT", "/srv/media");
+        assert_eq!(StorageSettings::local_from_env(&env).unwrap().backend, local("/srv/media"));
+        let env = env.with("STORAGE_BACKEND", "local");
+        let StorageBackendKind::S3(s3) = StorageSettings::s3_from_env(&env).unwrap().backend else { panic!("not s3") };
+        assert_eq!((s3.bucket.as_str(), s3.access_key_id.as_str()), ("media", "AKIA1"));
+        // The selector is not read at all, so even a value it refuses is fine.
+        let env = env.with("STORAGE_BACKEND", "ftp");
+        assert!(StorageSettings::local_from_env(&env).is_ok());
+        assert!(StorageSettings::s3_from_env(&env).is_ok());
+    }
+
+    #[test]
+    fn either_media_backend_names_its_own_bad_variable() {
+        let err = |result: Result<StorageSettings, ConfigError>| result.unwrap_err().to_string();
+        assert!(err(StorageSettings::local_from_env(&s3_env())).starts_with("MEDIA_ROOT: required"));
+        let env = s3_env().with("MEDIA_ROOT", "media");
+        assert!(err(StorageSettings::local_from_env(&env)).starts_with(r#"MEDIA_ROOT: expected an absolute path"#));
+        let env = Env::from_pairs([("MEDIA_ROOT", "/srv/media")]);
+        assert!(err(StorageSettings::s3_from_env(&env)).starts_with("S3_BUCKET: required"));
+        let env = s3_env().with("S3_ENDPOINT", "minio:9000");
+        assert!(err(StorageSettings::s3_from_env(&env)).starts_with("S3_ENDPOINT: expected an http://"));
+        // Backup variables never stand in for the media ones.
+        let env = Env::from_pairs([("BACKUP_ROOT", "/b"), ("BACKUP_S3_BUCKET", "backups")]);
+        assert!(err(StorageSettings::local_from_env(&env)).starts_with("MEDIA_ROOT: "));
+        assert!(err(StorageSettings::s3_from_env(&env)).starts_with("S3_BUCKET: "));
     }
 
     #[test]
