@@ -9,6 +9,7 @@ pub mod organizations;
 pub mod page;
 pub mod products;
 pub mod schema;
+pub mod storage_migrations;
 pub mod users;
 
 pub use database::{Database, DbError};

@@ -154,6 +154,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    storage_migrations (id) {
+        id -> Uuid,
+        source -> Text,
+        target -> Text,
+        status -> Text,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    storage_migration_objects (migration_id, key) {
+        migration_id -> Uuid,
+        key -> Text,
+        size_bytes -> Nullable<Int8>,
+        sha256 -> Nullable<Bytea>,
+        status -> Text,
+        recorded_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(users -> organizations (org_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(products -> organizations (org_id));
@@ -164,6 +186,7 @@ diesel::joinable!(attachments -> batches (batch_id));
 diesel::joinable!(attachments -> users (created_by));
 diesel::joinable!(exports -> organizations (org_id));
 diesel::joinable!(exports -> users (requested_by));
+diesel::joinable!(storage_migration_objects -> storage_migrations (migration_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
@@ -176,4 +199,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     schedules,
     backup_runs,
     outbox,
+    storage_migrations,
+    storage_migration_objects,
 );

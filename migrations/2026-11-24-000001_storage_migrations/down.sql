@@ -1,0 +1,2 @@
+DROP TABLE storage_migration_objects;
+DROP TABLE storage_migrations;
