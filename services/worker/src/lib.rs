@@ -1,5 +1,7 @@
 //! stockflow-worker: Runs queued jobs: report exports and storage maintenance.
 
+pub mod migrate_storage;
+
 use std::net::SocketAddr;
 use stockflow_config::{
     BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, StorageSettings, TelemetrySettings,
