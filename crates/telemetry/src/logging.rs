@@ -22,7 +22,10 @@ where
     let filter = EnvFilter::new(settings.filter.as_str());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(colour);
     let result = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
+        // The whole span list, not only the innermost span: the request id
+        // sits on the outer request span, and a handler's own span would
+        // otherwise hide it.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(true).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
     // Err means a subscriber is already installed, which is fine.
