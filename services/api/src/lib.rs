@@ -5,6 +5,7 @@ mod batches;
 pub mod commands;
 mod extract;
 mod last_used;
+mod observability;
 mod pagination;
 mod problem;
 mod products;

@@ -1,5 +1,6 @@
+use crate::observability::{self, Metrics};
 use crate::{Settings, extract, routes};
-use actix_web::{App, HttpServer, dev::Server, web};
+use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
 use std::net::SocketAddr;
 use stockflow_runtime::{Connections, RunError, StartupError, serve_until_stopped};
 use stockflow_telemetry::{Shutdown, health_routes};
@@ -25,14 +26,19 @@ impl Application {
         }
         let readiness = connections.readiness();
         let database = web::Data::new(connections.database.clone());
+        // One registry for all workers, so a scrape sees every request.
+        let metrics = web::Data::new(Metrics::default());
         let bind = settings.api.bind;
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(observability::observe))
                 .app_data(database.clone())
+                .app_data(metrics.clone())
                 .app_data(extract::json_config())
                 .app_data(extract::query_config())
                 .app_data(extract::path_config())
                 .configure(health_routes(readiness.clone()))
+                .configure(observability::routes)
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

@@ -1,0 +1,22 @@
+//! What every request leaves behind for operators: an `x-request-id` on the
+//! response, a span that puts it on every log line of the request, one
+//! access-log event, and Prometheus counters and histograms at `/metrics`.
+
+mod metrics;
+mod middleware;
+mod request_id;
+
+pub(crate) use metrics::Metrics;
+pub(crate) use middleware::observe;
+
+use actix_web::{HttpResponse, web};
+
+/// Registers `/metrics`. Like `/healthz` it needs no token: scrapers reach
+/// it on the internal network, not through the public proxy.
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(scrape));
+}
+
+async fn scrape(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok().content_type(metrics::CONTENT_TYPE).body(metrics.render())
+}
