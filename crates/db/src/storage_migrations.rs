@@ -74,16 +74,27 @@ pub struct MissingReferences {
 /// Takes the pair's lock for the rest of this session (a connection that
 /// closes, even by a crash, releases it); false when another session holds it.
 pub fn try_lock(conn: &mut PgConnection, pair: Pair<'_>) -> QueryResult<bool> {
+    advisory_lock(conn, "pg_try_advisory_lock", pair)
+}
+
+/// Releases the pair's lock at once. Closing the connection releases it
+/// too, but only once the server has ended the session, which a run
+/// started right after may not wait for.
+pub fn unlock(conn: &mut PgConnection, pair: Pair<'_>) -> QueryResult<()> {
+    advisory_lock(conn, "pg_advisory_unlock", pair).map(drop)
+}
+
+fn advisory_lock(conn: &mut PgConnection, function: &str, pair: Pair<'_>) -> QueryResult<bool> {
     #[derive(QueryableByName)]
-    struct Locked {
+    struct Answer {
         #[diesel(sql_type = Bool)]
-        locked: bool,
+        done: bool,
     }
-    let locked: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1, hashtext($2)) AS locked")
+    let answer: Answer = diesel::sql_query(format!("SELECT {function}($1, hashtext($2)) AS done"))
         .bind::<Integer, _>(LOCK_CLASS)
         .bind::<Text, _>(format!("{} -> {}", pair.source, pair.target))
         .get_result(conn)?;
-    Ok(locked.locked)
+    Ok(answer.done)
 }
 
 pub fn find_unfinished(conn: &mut PgConnection, pair: Pair<'_>) -> QueryResult<Option<StorageMigration>> {

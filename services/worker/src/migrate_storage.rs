@@ -125,7 +125,7 @@ pub async fn dry_run(
 
 /// Copies every object of `source` that no run of this pair copied yet to
 /// `target`, verified, recording each; resumes the pair's unfinished run if
-/// there is one.
+/// there is one. One process per pair at a time.
 #[tracing::instrument(skip_all, fields(from = %source.descriptor, to = %target.descriptor, jobs = jobs.get()), err)]
 pub async fn copy(
     conn: PgConnection,
@@ -135,18 +135,33 @@ pub async fn copy(
     jobs: NonZeroUsize,
     shutdown: &Shutdown,
 ) -> Result<Report, MigrateError> {
-    let started = Instant::now();
     let ledger = Ledger::new(conn, &source.descriptor, &target.descriptor);
     if !ledger.call(progress::try_lock).await? {
         return Err(MigrateError::Busy { from: source.descriptor.clone(), to: target.descriptor.clone() });
     }
+    let copied = copy_locked(&ledger, source, target, skip_missing, jobs, shutdown).await;
+    if let Err(error) = ledger.call(progress::unlock).await {
+        tracing::warn!(%error, "cannot release the lock of this pair; it goes when the connection closes");
+    }
+    copied
+}
+
+async fn copy_locked(
+    ledger: &Ledger,
+    source: &Endpoint,
+    target: &Endpoint,
+    skip_missing: bool,
+    jobs: NonZeroUsize,
+    shutdown: &Shutdown,
+) -> Result<Report, MigrateError> {
+    let started = Instant::now();
     target
         .store
         .health_check()
         .await
         .map_err(|error| MigrateError::TargetDown { descriptor: target.descriptor.clone(), error })?;
     let meter = Meter::start();
-    let survey = survey(&ledger, source, &meter, shutdown).await?;
+    let survey = survey(ledger, source, &meter, shutdown).await?;
     if survey.missing.total > 0 && !skip_missing {
         meter.finish();
         return Ok(Report::refused(&survey.totals, survey.missing, started.elapsed()));
@@ -171,7 +186,7 @@ pub async fn copy(
 
     let totals = survey.totals;
     meter.copying(count(totals.pending), count(totals.pending_bytes));
-    let copier = Copier { ledger: &ledger, run: run.id, source, target, skip_missing, meter: &meter };
+    let copier = Copier { ledger, run: run.id, source, target, skip_missing, meter: &meter };
     let tally = copier.copy_pending(jobs, shutdown).await?;
     meter.finish();
 

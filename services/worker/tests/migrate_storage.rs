@@ -387,9 +387,12 @@ async fn one_pair_is_migrated_by_one_process_at_a_time() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let busy = format!("another migrate-storage from {source} to {target} is running");
     assert!(stderr(&output).contains(&busy), "{}", stderr(&output));
-    drop(holder);
+    // Released by the holder, not by its connection closing, which the
+    // server completes only some time later.
+    stockflow_db::storage_migrations::unlock(&mut holder, pair).unwrap();
     let output = setup.migrate(&["--from", "local", "--to", "s3"]);
     assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stockflow_db::storage_migrations::try_lock(&mut holder, pair).unwrap(), "the run released it");
 }
 
 #[test]
