@@ -2,6 +2,7 @@
 //! connection pool and the embedded migrations.
 
 pub mod api_tokens;
+pub mod attachments;
 pub mod batches;
 mod database;
 mod migrations;

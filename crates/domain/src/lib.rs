@@ -5,11 +5,13 @@ mod catalog;
 mod production;
 mod tenancy;
 mod token;
+mod upload;
 
 pub use catalog::{ProductName, Sku, SkuPrefix, Unit};
 pub use production::{BatchCode, BatchStatus, Notes, Quantity};
 pub use tenancy::{Email, OrgSlug, Role};
 pub use token::{ApiTokenSecret, TokenDigest, TokenLifetime};
+pub use upload::{DisplayFilename, MimeType, SNIFF_BYTES, SNIFFABLE, sniff};
 
 /// Why a raw value was rejected, phrased for the person who sent it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

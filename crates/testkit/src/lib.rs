@@ -14,12 +14,14 @@
 mod app;
 pub mod contract;
 mod database;
+mod nginx;
 mod process;
 mod proxy;
 mod s3;
 
 pub use app::{Started, TestApp, TestAppBuilder, service_env};
 pub use database::{TestDatabase, admin_database_url};
+pub use nginx::Nginx;
 pub use process::{ProcessEnv, ServiceProcess, assert_config_error, free_port};
 pub use proxy::TcpProxy;
 pub use s3::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};

@@ -1,5 +1,6 @@
 //! stockflow-api: the HTTP API, and the admin commands that ship with it.
 
+mod attachments;
 mod auth;
 mod batches;
 pub mod commands;

@@ -30,6 +30,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error(
+        "the file's content is not one of the allowed types (ALLOWED_MIME_TYPES); the type is judged from the bytes, not the name or Content-Type"
+    )]
+    UnsupportedType,
+    #[error("the file store is unavailable; retry shortly")]
+    Storage(#[source] stockflow_storage::StorageError),
     #[error("the database is unavailable; retry shortly")]
     Unavailable(#[source] stockflow_db::DbError),
     #[error("internal error")]
@@ -81,6 +87,8 @@ impl ApiError {
             Self::BadRequest(_) => "bad_request",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedType => "unsupported_media_type",
+            Self::Storage(_) => "storage_unavailable",
             Self::Unavailable(_) => "service_unavailable",
             Self::Internal(_) => "internal_error",
         }
@@ -97,6 +105,8 @@ impl ApiError {
             Self::BadRequest(_) => "Malformed request",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge(_) => "Request too large",
+            Self::UnsupportedType => "Unsupported file type",
+            Self::Storage(_) => "Storage unavailable",
             Self::Unavailable(_) => "Service unavailable",
             Self::Internal(_) => "Internal server error",
         }
@@ -145,7 +155,8 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Storage(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -175,7 +186,7 @@ impl ResponseError for ApiError {
         if let Self::Unauthorized(_) = self {
             response.insert_header(("WWW-Authenticate", r#"Bearer realm="stockflow", error="invalid_token""#));
         }
-        if let Self::Unavailable(_) = self {
+        if let Self::Unavailable(_) | Self::Storage(_) = self {
             response.insert_header(("Retry-After", "5"));
         }
         response.json(problem)

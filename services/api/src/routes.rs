@@ -11,7 +11,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             .service(web::resource("/me").route(web::get().to(me)).default_service(web::to(method_not_allowed)))
             .configure(crate::products::configure)
             .configure(crate::batches::configure)
-            .configure(crate::tokens::configure),
+            .configure(crate::tokens::configure)
+            .configure(crate::attachments::configure),
     );
 }
 

@@ -1,6 +1,11 @@
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::num::NonZeroUsize;
-use stockflow_config::{BrokerSettings, ConfigError, DatabaseSettings, Env, StorageSettings, TelemetrySettings};
+use stockflow_config::{
+    BrokerSettings, ConfigError, DatabaseSettings, Env, FromEnvValue, StorageBackendKind, StorageSettings,
+    TelemetrySettings,
+};
+use stockflow_domain::MimeType;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -9,6 +14,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub storage: StorageSettings,
     pub api: ApiSettings,
+    pub uploads: UploadSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -21,13 +27,145 @@ pub struct ApiSettings {
 
 impl Settings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let storage = StorageSettings::from_env(env)?;
         Ok(Self {
             telemetry: TelemetrySettings::from_env(env)?,
             database: DatabaseSettings::from_env(env)?,
             broker: BrokerSettings::from_env(env)?,
-            storage: StorageSettings::from_env(env)?,
+            uploads: UploadSettings::from_env(env, &storage)?,
+            storage,
             api: ApiSettings::from_env(env)?,
         })
+    }
+}
+
+/// Attachments: how big, which types, and how downloads are delivered.
+#[derive(Debug, Clone)]
+pub struct UploadSettings {
+    pub max_upload_bytes: NonZeroU64,
+    pub allowed_types: AllowedTypes,
+    pub delivery: Delivery,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Through the API, with Range support.
+    Stream,
+    /// `X-Accel-Redirect: <prefix><key>`, served by nginx from an `internal`
+    /// location over MEDIA_ROOT (local storage only).
+    XAccel { prefix: String },
+    /// 302 to a presigned URL valid for `ttl_secs` (S3 only).
+    Redirect { ttl_secs: u64 },
+}
+
+impl UploadSettings {
+    pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
+
+    fn from_env(env: &Env, storage: &StorageSettings) -> Result<Self, ConfigError> {
+        let default_max = NonZeroU64::new(Self::DEFAULT_MAX_UPLOAD_BYTES).unwrap_or(NonZeroU64::MIN);
+        let local = matches!(storage.backend, StorageBackendKind::Local { .. });
+        let delivery = match env.or("ATTACHMENT_DELIVERY", DeliveryName::Stream)? {
+            DeliveryName::Stream => Delivery::Stream,
+            DeliveryName::XAccel if local => {
+                Delivery::XAccel { prefix: env.or("X_ACCEL_PREFIX", AccelPrefix::default())?.0 }
+            }
+            DeliveryName::Redirect if !local => {
+                Delivery::Redirect { ttl_secs: env.or("PRESIGN_TTL_SECS", PresignTtl(300))?.0 }
+            }
+            other => {
+                return Err(ConfigError::Invalid {
+                    var: "ATTACHMENT_DELIVERY".to_owned(),
+                    expected: "stream, or x-accel with STORAGE_BACKEND=local, or redirect with STORAGE_BACKEND=s3",
+                    got: other.as_str().to_owned(),
+                });
+            }
+        };
+        Ok(Self {
+            max_upload_bytes: env.or("MAX_UPLOAD_BYTES", default_max)?,
+            allowed_types: env.or("ALLOWED_MIME_TYPES", AllowedTypes::default())?,
+            delivery,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedTypes(pub Vec<MimeType>);
+
+impl AllowedTypes {
+    pub fn allows(&self, mime: MimeType) -> bool {
+        self.0.contains(&mime)
+    }
+}
+
+impl Default for AllowedTypes {
+    /// Everything recognisable except zip archives, which can hide anything.
+    fn default() -> Self {
+        Self(
+            ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "text/csv"]
+                .iter()
+                .filter_map(|raw| MimeType::parse(raw).ok())
+                .collect(),
+        )
+    }
+}
+
+impl FromEnvValue for AllowedTypes {
+    const EXPECTED: &'static str = "a comma-separated list from image/png, image/jpeg, image/gif, image/webp, application/pdf, application/zip, text/plain, text/csv";
+    fn from_env_value(raw: &str) -> Option<Self> {
+        let types = raw.split(',').map(|item| MimeType::parse(item).ok()).collect::<Option<Vec<_>>>()?;
+        (!types.is_empty()).then_some(Self(types))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeliveryName {
+    Stream,
+    XAccel,
+    Redirect,
+}
+
+impl DeliveryName {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Stream => "stream",
+            Self::XAccel => "x-accel",
+            Self::Redirect => "redirect",
+        }
+    }
+}
+
+impl FromEnvValue for DeliveryName {
+    const EXPECTED: &'static str = "stream, x-accel or redirect";
+    fn from_env_value(raw: &str) -> Option<Self> {
+        [Self::Stream, Self::XAccel, Self::Redirect].into_iter().find(|name| name.as_str() == raw.to_ascii_lowercase())
+    }
+}
+
+/// The path of nginx's `internal` location, starting and ending with `/`.
+struct AccelPrefix(String);
+
+impl Default for AccelPrefix {
+    fn default() -> Self {
+        Self("/_protected/media/".to_owned())
+    }
+}
+
+impl FromEnvValue for AccelPrefix {
+    const EXPECTED: &'static str = "a path starting and ending with '/', such as /_protected/media/";
+    fn from_env_value(raw: &str) -> Option<Self> {
+        let ok =
+            raw.len() > 1 && raw.starts_with('/') && raw.ends_with('/') && raw.bytes().all(|b| b.is_ascii_graphic());
+        ok.then(|| Self(raw.to_owned()))
+    }
+}
+
+/// Seconds, 1 to 604800 (7 days, S3's limit).
+struct PresignTtl(u64);
+
+impl FromEnvValue for PresignTtl {
+    const EXPECTED: &'static str = "a number of seconds from 1 to 604800";
+    fn from_env_value(raw: &str) -> Option<Self> {
+        raw.parse().ok().filter(|secs| (1..=604_800).contains(secs)).map(Self)
     }
 }
 

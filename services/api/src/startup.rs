@@ -26,6 +26,11 @@ impl Application {
         }
         let readiness = connections.readiness();
         let database = web::Data::new(connections.database.clone());
+        let storage = connections.media_store().ok_or(StartupError::Storage {
+            name: "storage",
+            source: stockflow_storage::StorageError::Unavailable("no media store was opened".to_owned()),
+        })?;
+        let uploads = web::Data::new(crate::attachments::Uploads { settings: settings.uploads.clone(), storage });
         // One registry for all workers, so a scrape sees every request.
         let metrics = web::Data::new(Metrics::default());
         let bind = settings.api.bind;
@@ -33,6 +38,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(observability::observe))
                 .app_data(database.clone())
+                .app_data(uploads.clone())
                 .app_data(metrics.clone())
                 .app_data(extract::json_config())
                 .app_data(extract::query_config())

@@ -1,0 +1,112 @@
+//! The `attachments` table. A row is `pending` while its object streams into
+//! storage and `stored` once the object is complete; a pending row left by
+//! a crash is how the maintenance sweep finds an upload that never finished.
+
+use crate::schema::attachments;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = attachments)]
+pub struct Attachment {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub batch_id: Uuid,
+    pub storage_key: String,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: Option<Vec<u8>>,
+    pub state: String,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub struct NewAttachment<'a> {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub batch_id: Uuid,
+    pub storage_key: &'a str,
+    pub filename: &'a str,
+    pub content_type: &'a str,
+    pub created_by: Uuid,
+}
+
+pub fn insert_pending(conn: &mut PgConnection, new: &NewAttachment<'_>) -> QueryResult<Attachment> {
+    diesel::insert_into(attachments::table)
+        .values((
+            attachments::id.eq(new.id),
+            attachments::org_id.eq(new.org_id),
+            attachments::batch_id.eq(new.batch_id),
+            attachments::storage_key.eq(new.storage_key),
+            attachments::filename.eq(new.filename),
+            attachments::content_type.eq(new.content_type),
+            attachments::created_by.eq(new.created_by),
+        ))
+        .returning(Attachment::as_returning())
+        .get_result(conn)
+}
+
+/// The object is complete: record what was stored.
+pub fn mark_stored(conn: &mut PgConnection, id: Uuid, size: u64, sha256: &[u8; 32]) -> QueryResult<Attachment> {
+    diesel::update(attachments::table.find(id))
+        .set((
+            attachments::state.eq("stored"),
+            attachments::size_bytes.eq(i64::try_from(size).unwrap_or(i64::MAX)),
+            attachments::sha256.eq(sha256.as_slice()),
+        ))
+        .returning(Attachment::as_returning())
+        .get_result(conn)
+}
+
+/// Drops the row of an upload that failed before its object was stored.
+pub fn delete_pending(conn: &mut PgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::delete(attachments::table.find(id).filter(attachments::state.eq("pending"))).execute(conn)
+}
+
+/// A stored attachment of the organization (pending uploads are invisible).
+pub fn find(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<Attachment>> {
+    attachments::table
+        .filter(attachments::org_id.eq(org).and(attachments::id.eq(id)))
+        .filter(attachments::state.ne("pending"))
+        .select(Attachment::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// A batch's attachments, newest first; at most `limit` after `after`.
+pub fn list_for_batch(
+    conn: &mut PgConnection,
+    org: Uuid,
+    batch: Uuid,
+    after: Option<&crate::page::After>,
+    limit: i64,
+) -> QueryResult<Vec<Attachment>> {
+    let mut query = attachments::table
+        .filter(attachments::org_id.eq(org).and(attachments::batch_id.eq(batch)))
+        .filter(attachments::state.ne("pending"))
+        .into_boxed();
+    if let Some(after) = after {
+        query = query.filter(
+            attachments::created_at
+                .lt(after.at)
+                .or(attachments::created_at.eq(after.at).and(attachments::id.lt(after.id))),
+        );
+    }
+    query
+        .order((attachments::created_at.desc(), attachments::id.desc()))
+        .limit(limit)
+        .select(Attachment::as_select())
+        .load(conn)
+}
+
+/// Deletes the row and returns its storage key, for the caller to delete the
+/// object once this commits: a crash in between leaves an orphan object
+/// (found by the sweep), never a row without its object.
+pub fn delete(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<String>> {
+    diesel::delete(attachments::table.filter(attachments::org_id.eq(org).and(attachments::id.eq(id))))
+        .returning(attachments::storage_key)
+        .get_result(conn)
+        .optional()
+}

@@ -1,0 +1,89 @@
+//! A private nginx per test, running the shipped `deploy/nginx/dev.conf`
+//! with only its addresses and paths swapped for the test's, so tests
+//! exercise the configuration operators get.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Nginx {
+    child: Child,
+    port: u16,
+    _prefix: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Proxies to the API at `api_port` and serves the `internal` media
+    /// location from `media_root`.
+    pub async fn start(api_port: u16, media_root: &Path) -> Self {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nginx/dev.conf");
+        let config = std::fs::read_to_string(&shipped).expect("read deploy/nginx/dev.conf");
+        let port = crate::free_port();
+        let media = format!("{}/", media_root.display());
+        let config = replace_once(&config, "daemon on;", "daemon off;");
+        let config = replace_once(&config, "listen 127.0.0.1:8088;", &format!("listen 127.0.0.1:{port};"));
+        let config = replace_once(&config, "server 127.0.0.1:8000;", &format!("server 127.0.0.1:{api_port};"));
+        let config = replace_once(&config, "alias ../../media/;", &format!("alias {media};"));
+        let prefix = tempfile::tempdir().expect("nginx prefix");
+        for dir in ["logs", "tmp"] {
+            std::fs::create_dir_all(prefix.path().join(dir)).expect("nginx directories");
+        }
+        let conf = prefix.path().join("nginx.conf");
+        std::fs::write(&conf, config).expect("write nginx.conf");
+        let binary = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "nginx"]
+            .into_iter()
+            .find(|candidate| Path::new(candidate).is_file())
+            .unwrap_or("nginx");
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(prefix.path())
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(prefix.path().join("logs/error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("start nginx ({binary}): {error}; `make services` installs it"));
+        let mut nginx = Self { child, port, _prefix: prefix };
+        nginx.wait_until_listening().await;
+        nginx
+    }
+
+    async fn wait_until_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+                }
+                panic!("nginx exited at start with {status}: {stderr}");
+            }
+            assert!(Instant::now() < deadline, "nginx did not listen on port {} within 10 s", self.port);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shipped config must still contain what the test swaps, or the test
+/// would silently run something else.
+fn replace_once(config: &str, from: &str, to: &str) -> String {
+    assert_eq!(config.matches(from).count(), 1, "deploy/nginx/dev.conf should contain `{from}` exactly once");
+    config.replacen(from, to, 1)
+}
