@@ -128,7 +128,7 @@ fn write_error(error: WriteError) -> ApiError {
     }
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
 async fn create(
     caller: Caller,
     database: web::Data<Database>,
@@ -165,14 +165,14 @@ async fn create(
         .json(BatchView::from(batch)))
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %id), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %id), err(level = "info"))]
 async fn get(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let (org, id) = (caller.org.id, id.into_inner());
     let batch = database.run(move |conn| batches::find(conn, org, id).map_err(ApiError::from)).await?;
     Ok(HttpResponse::Ok().json(BatchView::from(batch.ok_or(ApiError::NotFound("batch"))?)))
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
 async fn list(
     caller: Caller,
     database: web::Data<Database>,
@@ -202,7 +202,7 @@ async fn list(
     Ok(web::Json(page.page(rows, |b| After { at: b.produced_at, id: b.id }, BatchView::from)))
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %id), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %id), err(level = "info"))]
 async fn update(
     caller: Caller,
     database: web::Data<Database>,
@@ -227,7 +227,7 @@ async fn update(
     Ok(HttpResponse::Ok().json(BatchView::from(batch.ok_or(ApiError::NotFound("batch"))?)))
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %id), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %id), err(level = "info"))]
 async fn delete(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Member)?;
     let (org, id) = (caller.org.id, id.into_inner());

@@ -119,7 +119,7 @@ pub(crate) fn json_object(
     Some(value)
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
 async fn create(
     caller: Caller,
     database: web::Data<Database>,
@@ -149,7 +149,7 @@ async fn create(
         .json(ProductView::from(product)))
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err(level = "info"))]
 async fn get(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let (org, id) = (caller.org.id, id.into_inner());
     let product = database.run(move |conn| products::find(conn, org, id).map_err(ApiError::from)).await?;
@@ -157,7 +157,7 @@ async fn get(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>)
     Ok(HttpResponse::Ok().json(ProductView::from(product)))
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
 async fn list(
     caller: Caller,
     database: web::Data<Database>,
@@ -180,7 +180,7 @@ async fn list(
     Ok(web::Json(page.page(rows, |p| After { at: p.created_at, id: p.id }, ProductView::from)))
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err(level = "info"))]
 async fn update(
     caller: Caller,
     database: web::Data<Database>,
@@ -205,7 +205,7 @@ async fn update(
     Ok(HttpResponse::Ok().json(ProductView::from(product)))
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err(level = "info"))]
 async fn delete(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Member)?;
     let (org, id) = (caller.org.id, id.into_inner());

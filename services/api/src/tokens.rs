@@ -74,7 +74,7 @@ struct CreateToken {
     expires_in: Option<String>,
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
 async fn create(
     caller: Caller,
     database: web::Data<Database>,
@@ -124,7 +124,7 @@ fn issue_error(error: CommandError) -> ApiError {
     }
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
 async fn list(caller: Caller, database: web::Data<Database>) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
     let org = caller.org.id;
@@ -133,7 +133,7 @@ async fn list(caller: Caller, database: web::Data<Database>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, token = %id), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, token = %id), err(level = "info"))]
 async fn revoke(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
     let (org, id) = (caller.org.id, id.into_inner());

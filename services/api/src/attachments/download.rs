@@ -13,7 +13,7 @@ use stockflow_db::Database;
 use stockflow_storage::{ByteRange, Key, StorageError, content_disposition};
 use uuid::Uuid;
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, attachment = %id), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, attachment = %id), err(level = "info"))]
 pub(crate) async fn content(
     caller: Caller,
     request: HttpRequest,

@@ -82,7 +82,7 @@ pub(crate) struct ListQuery {
     cursor: Option<String>,
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %batch), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %batch), err(level = "info"))]
 async fn list(
     caller: Caller,
     database: web::Data<Database>,
@@ -106,7 +106,7 @@ async fn list(
     Ok(web::Json(page.page(rows, |a| After { at: a.created_at, id: a.id }, AttachmentView::from)))
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, attachment = %id), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, attachment = %id), err(level = "info"))]
 async fn get(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
     let attachment = find(&caller, &database, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AttachmentView::from(attachment)))
@@ -115,7 +115,7 @@ async fn get(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>)
 /// The row goes first; the object after the delete commits, so a failure in
 /// between leaves an orphan object for the sweep, never a row whose object
 /// is gone.
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, attachment = %id), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, attachment = %id), err(level = "info"))]
 async fn delete(
     caller: Caller,
     database: web::Data<Database>,

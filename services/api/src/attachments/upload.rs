@@ -28,7 +28,7 @@ enum Message {
     End,
 }
 
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %batch), err)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %batch), err(level = "info"))]
 pub(crate) async fn upload(
     caller: Caller,
     database: web::Data<Database>,
