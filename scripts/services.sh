@@ -445,6 +445,11 @@ nginx_ours() {
   nginx -p "$NGINX_PREFIX/" -c "$NGINX_CONF" -e "$NGINX_PREFIX/logs/error.log" "$@"
 }
 nginx_running() { pid_running "$NGINX_PIDFILE" nginx; }
+# Our dev.conf answers a path no route serves with nginx's own header.
+nginx_answers() {
+  curl --noproxy '*' -s -o /dev/null -D - -m 3 "http://127.0.0.1:$NGINX_PORT/_protected/media/x" 2>/dev/null |
+    grep -qi '^server: nginx'
+}
 
 ensure_nginx() {
   local installed=0 dir
@@ -455,6 +460,12 @@ ensure_nginx() {
   [[ -f $NGINX_CONF ]] || die "nginx: $NGINX_CONF is missing"
   if nginx_running; then
     RESULT[nginx]="already running"
+    return 0
+  fi
+  # Another checkout's `make services` (a CI clone beside a working copy)
+  # started one: it serves the same dev.conf, so use it.
+  if nginx_answers; then
+    RESULT[nginx]="already running (started elsewhere)"
     return 0
   fi
   port_open "$NGINX_PORT" && die "nginx: 127.0.0.1:$NGINX_PORT is in use by another process"
@@ -558,7 +569,7 @@ service_up() {
     postgresql) if have pg_isready; then pg_ready; else port_open "$PG_PORT"; fi ;;
     rabbitmq) port_open "$AMQP_PORT" ;;
     s3) s3_answers ;;
-    nginx) nginx_running ;;
+    nginx) nginx_running || nginx_answers ;;
   esac
 }
 
