@@ -12,13 +12,16 @@ Needs `make services` and release binaries (`make bench` does both).
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 
@@ -151,7 +154,119 @@ def scenario_startup(runs):
     return rows
 
 
-SCENARIOS = {"startup": scenario_startup}
+PUT_BYTES = 1 << 30
+TIME = "/usr/bin/time"
+
+
+def zeros_sha256(size):
+    """sha256 of `size` zero bytes, hashed in 1 MiB blocks."""
+    block = bytes(1 << 20)
+    digest = hashlib.sha256()
+    for _ in range(size // len(block)):
+        digest.update(block)
+    digest.update(bytes(size % len(block)))
+    return digest.hexdigest()
+
+
+def run_measured(argv, scratch):
+    """Runs argv to completion; returns (wall seconds, peak RSS KiB, stdout).
+
+    The peak RSS is ru_maxrss from wait4, taken by GNU time rather than by
+    this script: Linux carries the parent's RSS at exec into the child's
+    ru_maxrss, so os.wait4 here would report at least this Python process's
+    own RSS (about 14 MiB) for any child. GNU time's floor is about 1 MiB.
+    """
+    rss_file = os.path.join(scratch, "maxrss")
+    started = time.perf_counter()
+    proc = subprocess.run([TIME, "-o", rss_file, "-f", "%M"] + argv, capture_output=True, text=True)
+    took = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    with open(rss_file) as f:
+        rss = int(f.read().split()[-1])
+    return took, rss, proc.stdout
+
+
+def scenario_storage_put(runs):
+    """A 1 GiB streamed put to LocalFs, and its peak RSS.
+
+    Ours: `put_file` (crates/storage/examples) streams 1 GiB read from
+    /dev/zero into `LocalFs::put` (PutMode::CreateNew), which hashes it
+    (sha256), writes it to a temp file, fsyncs it and links it into place.
+    Baseline: `dd if=/dev/zero bs=1M count=1024 conv=fsync` to the same
+    filesystem (a temp dir under var/bench/), which writes and fsyncs but does
+    not hash. Figures are wall time from spawn to exit, as MiB/s, so here a
+    higher ratio is better. Runs alternate between the two (which goes first
+    swaps each round), after one untimed warm-up of each; before each run the
+    previous file is removed and `sync` runs. Peak RSS is wait4's ru_maxrss,
+    the largest of the runs. The sha256 our put reports is checked against
+    that of 1 GiB of zeros. Target (issue 3): ratio >= 0.7, peak RSS under
+    64 MiB.
+    """
+    if not os.access(TIME, os.X_OK):
+        raise RuntimeError(f"{TIME} is missing: apt-get install time")
+    put_file = os.path.join(BIN, "examples", "put_file")
+    if not os.access(put_file, os.X_OK):
+        raise RuntimeError(f"{put_file} is missing: cargo build --release --locked -p stockflow-storage --examples")
+    expected_sha256 = zeros_sha256(PUT_BYTES)
+    count = PUT_BYTES >> 20
+    mib = PUT_BYTES / (1 << 20)
+    os.makedirs(os.path.join(ROOT, "var", "bench"), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="storage-put-", dir=os.path.join(ROOT, "var", "bench"))
+    store, dd_file = os.path.join(scratch, "store"), os.path.join(scratch, "dd.bin")
+    puts = 0
+
+    def dd():
+        os.sync()
+        took, rss, _ = run_measured(["dd", "if=/dev/zero", f"of={dd_file}", "bs=1M", f"count={count}", "conv=fsync"], scratch)
+        if os.path.getsize(dd_file) != PUT_BYTES:
+            raise RuntimeError(f"dd wrote {os.path.getsize(dd_file)} bytes, not {PUT_BYTES}")
+        os.remove(dd_file)
+        return took, rss
+
+    def ours():
+        nonlocal puts
+        puts += 1
+        key = f"bench/{puts}"
+        os.sync()
+        took, rss, out = run_measured([put_file, store, key, "/dev/zero", "--bytes", str(PUT_BYTES)], scratch)
+        stored = json.loads(out)
+        if stored["bytes"] != PUT_BYTES or stored["sha256"] != expected_sha256:
+            raise RuntimeError(f"put_file stored {stored}, expected {PUT_BYTES} bytes with sha256 {expected_sha256}")
+        os.remove(os.path.join(store, key))
+        return took, rss
+
+    try:
+        dd(), ours()  # warm-up, untimed
+        dd_runs, our_runs = [], []
+        for round_ in range(runs):
+            pair = [(dd, dd_runs), (ours, our_runs)]
+            for measure, into in pair if round_ % 2 == 0 else reversed(pair):
+                into.append(measure())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    dd_rate = mib / statistics.median(took for took, _ in dd_runs)
+    our_rate = mib / statistics.median(took for took, _ in our_runs)
+    dd_rss, our_rss = max(rss for _, rss in dd_runs), max(rss for _, rss in our_runs)
+    return [
+        {
+            "figure": f"1 GiB put to LocalFs, wall clock (MiB/s, median of {runs})",
+            "ours": round(our_rate, 1),
+            "baseline": round(dd_rate, 1),
+            "baseline_tool": "dd if=/dev/zero bs=1M count=1024 conv=fsync",
+            "ratio": round(our_rate / dd_rate, 2),
+        },
+        {
+            "figure": f"1 GiB put peak RSS (MiB, max of {runs})",
+            "ours": round(our_rss / 1024, 1),
+            "baseline": round(dd_rss / 1024, 1),
+            "baseline_tool": "peak RSS of that dd",
+            "ratio": round(our_rss / dd_rss, 2),
+        },
+    ]
+
+
+SCENARIOS = {"startup": scenario_startup, "storage-put": scenario_storage_put}
 
 
 def machine():
@@ -171,7 +286,7 @@ def render(results):
         "",
         "Written by `make bench` (`bench/run.py`) from `bench/results.json`; do not edit by hand.",
         "Each figure stands beside a baseline measured in the same run on the same machine;",
-        "ratio = ours / baseline (for times and memory, lower is better).",
+        "ratio = ours / baseline (for times and memory, lower is better; for throughput, higher is better).",
         "",
     ]
     for name, result in sorted(results.items()):
