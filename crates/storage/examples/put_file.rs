@@ -9,17 +9,16 @@
 //! and prints one JSON line: `{"bytes":..,"sha256":"..","seconds":..}`. The
 //! body streams in fixed-size chunks; it is never held in memory whole.
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use std::error::Error;
+use std::io::Read;
 use std::time::Instant;
-use stockflow_storage::{Key, LocalFs, PutMode, Storage};
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
+use stockflow_storage::{ByteStream, Key, LocalFs, PutMode, Storage};
 
-/// Bytes read from the source per chunk of the body stream. On the 2-CPU
-/// bench machine 128 to 512 KiB were equally fast, 64 KiB slower (more
-/// blocking-pool round trips per GiB), and 1 to 2 MiB no faster for up to
-/// 9 MiB of peak RSS instead of 4.
+/// Bytes read from the source per chunk of the body stream: 128 to 512 KiB
+/// were equally fast on the 2-CPU bench machine, 64 KiB slower, and 1 to
+/// 2 MiB no faster for more peak RSS.
 const CHUNK_BYTES: usize = 256 * 1024;
 
 const USAGE: &str = "usage: put_file <root> <key> <source-path> [--bytes N]";
@@ -49,25 +48,15 @@ fn parse_args() -> Result<Args, Box<dyn Error>> {
     Ok(Args { root, key: Key::parse(&key)?, source, limit })
 }
 
-// multi_thread was no faster (1.30 s against 1.31 s, median of 12 puts of
-// 1 GiB): the body is one task, and tokio's File does its reads and writes on
-// the blocking pool under either flavour. current_thread starts no workers.
+// The source is read on a thread of its own, as a network would deliver a
+// body while the put hashes and writes the previous chunks.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn Error>> {
     let args = parse_args()?;
     let storage = LocalFs::new(&args.root)?;
-    let file = tokio::fs::File::open(&args.source).await.map_err(|error| format!("{}: {error}", args.source))?;
+    let file = std::fs::File::open(&args.source).map_err(|error| format!("{}: {error}", args.source))?;
     let started = Instant::now();
-    let stored = match args.limit {
-        Some(limit) => {
-            let body = ReaderStream::with_capacity(file.take(limit), CHUNK_BYTES).boxed();
-            storage.put(&args.key, body, PutMode::CreateNew).await?
-        }
-        None => {
-            let body = ReaderStream::with_capacity(file, CHUNK_BYTES).boxed();
-            storage.put(&args.key, body, PutMode::CreateNew).await?
-        }
-    };
+    let stored = storage.put(&args.key, read_on_a_thread(file, args.limit), PutMode::CreateNew).await?;
     let seconds = started.elapsed().as_secs_f64();
     if let Some(limit) = args.limit
         && stored.size != limit
@@ -76,4 +65,40 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     println!(r#"{{"bytes":{},"sha256":"{}","seconds":{seconds:.6}}}"#, stored.size, stored.sha256_hex());
     Ok(())
+}
+
+/// At most `limit` bytes of `file`, in chunks of `CHUNK_BYTES`, read by a
+/// plain thread and handed over through a short queue.
+fn read_on_a_thread(file: std::fs::File, limit: Option<u64>) -> ByteStream {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    std::thread::spawn(move || {
+        let mut reader = file.take(limit.unwrap_or(u64::MAX));
+        loop {
+            let mut chunk = vec![0; CHUNK_BYTES];
+            let mut filled = 0;
+            while filled < CHUNK_BYTES {
+                match reader.read(&mut chunk[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        let _ = sender.blocking_send(Err(error));
+                        return;
+                    }
+                }
+            }
+            if filled == 0 {
+                return;
+            }
+            chunk.truncate(filled);
+            if sender.blocking_send(Ok(Bytes::from(chunk))).is_err() {
+                return;
+            }
+        }
+    });
+    futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+    )
+    .boxed()
 }

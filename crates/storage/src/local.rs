@@ -2,6 +2,7 @@
 
 mod temp;
 mod walk;
+mod writer;
 
 use crate::{ByteRange, ByteStream, Key, Object, ObjectMeta, Prefix, PutMode, Storage, StorageError, Stored};
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -13,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use temp::TempFile;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+use writer::Writer;
 
 /// Group-readable, so a backup or web-server group can read media without
 /// owning it; nothing for others.
@@ -75,20 +77,19 @@ impl Storage for LocalFs {
         })
         .await
         .map_err(fail)?;
-        let mut file = tokio::fs::File::from_std(file);
+        let writer = Writer::start(file, Arc::clone(&temp));
         let mut hasher = Sha256::new();
         let mut size = 0_u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(StorageError::Body)?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(fail)?;
+            if writer.write(chunk).await.is_err() {
+                // The writer stopped on an error, which finish() returns.
+                break;
+            }
         }
-        // tokio's File reports a failed write on the next call, so flush
-        // before trusting that everything reached the file.
-        file.flush().await.map_err(fail)?;
-        file.sync_all().await.map_err(fail)?;
-        drop(file);
+        writer.finish().await.map_err(fail)?;
 
         match mode {
             PutMode::Overwrite => {
