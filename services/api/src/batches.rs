@@ -1,9 +1,11 @@
 //! `/v1/batches`: production batches. Viewers read; members write.
 
 use crate::auth::Caller;
+use crate::openapi::problems;
 use crate::pagination::{Page, PageRequest};
 use crate::problem::ApiError;
 use crate::products::{Fields, json_object};
+use crate::routes::Endpoint;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,32 +18,28 @@ use uuid::Uuid;
 /// Serialized size limit of `metadata`.
 pub(crate) const MAX_METADATA_BYTES: usize = 16 * 1024;
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/batches")
-            .route(web::get().to(list))
-            .route(web::post().to(create))
-            .default_service(web::to(crate::routes::method_not_allowed)),
-    )
-    .service(
-        web::resource("/batches/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete))
-            .default_service(web::to(crate::routes::method_not_allowed)),
-    );
+pub(crate) fn endpoints() -> [Endpoint; 2] {
+    [
+        Endpoint::new("/v1/batches").get(list).post(create),
+        Endpoint::new("/v1/batches/{id}").get(get).patch(update).delete(delete),
+    ]
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Batch)]
 pub(crate) struct BatchView {
     id: Uuid,
     product_id: Uuid,
+    #[schema(example = "B-2026-001")]
     code: String,
     /// Exact decimal text, e.g. "12.5".
+    #[schema(example = "12.5")]
     quantity: String,
     produced_at: DateTime<Utc>,
+    #[schema(schema_with = crate::openapi::batch_status)]
     status: String,
     notes: String,
+    #[schema(schema_with = crate::openapi::json_object)]
     metadata: serde_json::Value,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -64,38 +62,66 @@ impl From<BatchRow> for BatchView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Unknown fields are rejected (422).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateBatch {
+    /// A product of the caller's organization.
     product_id: Uuid,
+    /// The same characters as a SKU; unique in the organization.
+    #[schema(example = "B-2026-001")]
     code: String,
     /// A decimal as a string ("12.5") or a JSON number.
+    #[schema(schema_with = crate::openapi::decimal_input)]
     quantity: serde_json::Value,
+    /// RFC 3339; returned in UTC.
+    #[schema(format = DateTime, example = "2026-11-23T08:00:00Z")]
     produced_at: String,
+    /// `planned` when left out.
+    #[schema(schema_with = crate::openapi::batch_status)]
     status: Option<String>,
+    /// At most 10,000 characters; newlines kept.
     notes: Option<String>,
+    #[schema(schema_with = crate::openapi::json_object)]
     metadata: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Fields left out stay as they are; `metadata` is replaced whole.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateBatch {
     product_id: Option<Uuid>,
     code: Option<String>,
+    #[schema(schema_with = crate::openapi::decimal_input)]
     quantity: Option<serde_json::Value>,
+    #[schema(format = DateTime)]
     produced_at: Option<String>,
+    #[schema(schema_with = crate::openapi::batch_status)]
     status: Option<String>,
     notes: Option<String>,
+    #[schema(schema_with = crate::openapi::json_object)]
     metadata: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Items per page, 1 to 200; 50 when left out.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only batches of this product.
+    #[param(value_type = Option<Uuid>)]
     product_id: Option<String>,
+    /// Only batches in this status.
+    #[param(schema_with = crate::openapi::batch_status)]
     status: Option<String>,
+    /// Only batches produced at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     produced_from: Option<String>,
+    /// Only batches produced before this time (RFC 3339).
+    #[param(format = DateTime)]
     produced_to: Option<String>,
 }
 
@@ -128,8 +154,25 @@ fn write_error(error: WriteError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    tag = "batches",
+    operation_id = "create_batch",
+    description = "Needs the member role.",
+    request_body = CreateBatch,
+    responses(
+        (status = 201, description = "Created", body = BatchView,
+            headers(("Location" = String, description = "The batch's path"))),
+        (status = 400, response = problems::BadRequest),
+        (status = 403, response = problems::Forbidden),
+        (status = 409, response = problems::Conflict),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 422, response = problems::ValidationFailed),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
-async fn create(
+pub(crate) async fn create(
     caller: Caller,
     database: web::Data<Database>,
     body: web::Json<CreateBatch>,
@@ -165,15 +208,42 @@ async fn create(
         .json(BatchView::from(batch)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}",
+    tag = "batches",
+    operation_id = "get_batch",
+    params(("id" = Uuid, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "The batch", body = BatchView),
+        (status = 404, response = problems::NotFound),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %id), err(level = "info"))]
-async fn get(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn get(
+    caller: Caller,
+    database: web::Data<Database>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let (org, id) = (caller.org.id, id.into_inner());
     let batch = database.run(move |conn| batches::find(conn, org, id).map_err(ApiError::from)).await?;
     Ok(HttpResponse::Ok().json(BatchView::from(batch.ok_or(ApiError::NotFound("batch"))?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/batches",
+    tag = "batches",
+    operation_id = "list_batches",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of batches, most recently produced first", body = Page<BatchView>),
+        (status = 400, response = problems::BadRequest),
+        (status = 422, response = problems::ValidationFailed),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
-async fn list(
+pub(crate) async fn list(
     caller: Caller,
     database: web::Data<Database>,
     query: web::Query<ListQuery>,
@@ -202,8 +272,26 @@ async fn list(
     Ok(web::Json(page.page(rows, |b| After { at: b.produced_at, id: b.id }, BatchView::from)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/batches/{id}",
+    tag = "batches",
+    operation_id = "update_batch",
+    description = "Needs the member role.",
+    params(("id" = Uuid, Path, description = "The batch's id")),
+    request_body = UpdateBatch,
+    responses(
+        (status = 200, description = "The updated batch", body = BatchView),
+        (status = 400, response = problems::BadRequest),
+        (status = 403, response = problems::Forbidden),
+        (status = 404, response = problems::NotFound),
+        (status = 409, response = problems::Conflict),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 422, response = problems::ValidationFailed),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %id), err(level = "info"))]
-async fn update(
+pub(crate) async fn update(
     caller: Caller,
     database: web::Data<Database>,
     id: web::Path<Uuid>,
@@ -227,8 +315,26 @@ async fn update(
     Ok(HttpResponse::Ok().json(BatchView::from(batch.ok_or(ApiError::NotFound("batch"))?)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/batches/{id}",
+    tag = "batches",
+    operation_id = "delete_batch",
+    description = "Needs the member role. A batch with attachments cannot be deleted.",
+    params(("id" = Uuid, Path, description = "The batch's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, response = problems::Forbidden),
+        (status = 404, response = problems::NotFound),
+        (status = 409, response = problems::InUse),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %id), err(level = "info"))]
-async fn delete(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn delete(
+    caller: Caller,
+    database: web::Data<Database>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Member)?;
     let (org, id) = (caller.org.id, id.into_inner());
     let deleted = database.run(move |conn| batches::delete(conn, org, id).map_err(ApiError::from)).await?;

@@ -5,8 +5,11 @@ mod auth;
 mod batches;
 pub mod commands;
 mod extract;
+mod health;
 mod last_used;
+mod me;
 mod observability;
+mod openapi;
 mod pagination;
 mod problem;
 mod products;
@@ -16,5 +19,6 @@ mod startup;
 mod tokens;
 
 pub use problem::ApiError;
+pub use routes::served as served_routes;
 pub use settings::{AdminSettings, ApiSettings, Settings};
 pub use startup::Application;

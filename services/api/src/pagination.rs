@@ -10,10 +10,11 @@ use uuid::Uuid;
 pub(crate) const DEFAULT_LIMIT: i64 = 50;
 pub(crate) const MAX_LIMIT: i64 = 200;
 
-/// A page of results. `next_cursor` is absent on the last page.
-#[derive(Debug, Serialize)]
+/// A page of results. `next_cursor` is null on the last page.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Page<T> {
     pub(crate) items: Vec<T>,
+    /// Pass it back as `cursor` for the next page.
     pub(crate) next_cursor: Option<String>,
 }
 

@@ -42,10 +42,31 @@ pub enum ApiError {
     Internal(#[source] stockflow_db::DbError),
 }
 
+/// Every `code` with its status and title, for the OpenAPI document. The
+/// test below matches `ApiError` without a wildcard, so a new variant stops
+/// it compiling until it is added there, and then fails it until listed here.
+pub(crate) const CODES: [(&str, u16, &str); 13] = [
+    ("bad_request", 400, "Malformed request"),
+    ("unauthorized", 401, "Authentication required"),
+    ("forbidden", 403, "Not allowed"),
+    ("not_found", 404, "Not found"),
+    ("method_not_allowed", 405, "Method not allowed"),
+    ("conflict", 409, "Already exists"),
+    ("in_use", 409, "Still in use"),
+    ("payload_too_large", 413, "Request too large"),
+    ("unsupported_media_type", 415, "Unsupported file type"),
+    ("validation_failed", 422, "Invalid request"),
+    ("internal_error", 500, "Internal server error"),
+    ("service_unavailable", 503, "Service unavailable"),
+    ("storage_unavailable", 503, "Storage unavailable"),
+];
+
 /// One rejected field, as `errors[]` of a validation problem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    #[schema(example = "sku")]
     pub field: String,
+    #[schema(example = "1 to 64 of letters, digits, '.', '_', '/', '-'")]
     pub message: String,
 }
 
@@ -61,21 +82,35 @@ impl From<stockflow_domain::ParseError> for FieldError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error, as RFC 9457 problem details. Match on `code`, never on
+/// `title` or `detail`, which are for people.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Problem<'a> {
+    /// `https://stockflow.dev/problems/{code}`.
     #[serde(rename = "type")]
+    #[schema(format = "uri", example = "https://stockflow.dev/problems/not_found")]
     kind: String,
+    #[schema(example = "Not found")]
     title: &'a str,
+    /// The HTTP status, repeated.
+    #[schema(example = 404)]
     status: u16,
+    #[schema(example = "no such product")]
     detail: String,
+    #[schema(schema_with = crate::openapi::error_code)]
     code: &'a str,
+    /// `validation_failed` only: every rejected field at once.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     errors: Option<&'a [FieldError]>,
+    /// `conflict` only: the field whose value is taken.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "sku")]
     field: Option<&'a str>,
 }
 
 impl ApiError {
+    /// Stable: clients match on it. A new one goes into [`CODES`] too.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthorized(_) => "unauthorized",
@@ -190,5 +225,52 @@ impl ResponseError for ApiError {
             response.insert_header(("Retry-After", "5"));
         }
         response.json(problem)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_with_its_status() {
+        let storage = || stockflow_storage::StorageError::Unavailable("down".to_owned());
+        let database = || stockflow_db::DbError::Migration("down".to_owned());
+        let every_variant = [
+            ApiError::Unauthorized("no token"),
+            ApiError::Forbidden(Role::Admin),
+            ApiError::NotFound("product"),
+            ApiError::invalid("sku", "bad"),
+            ApiError::Conflict { field: "sku" },
+            ApiError::InUse("referenced".to_owned()),
+            ApiError::BadRequest("bad".to_owned()),
+            ApiError::MethodNotAllowed,
+            ApiError::PayloadTooLarge("big".to_owned()),
+            ApiError::UnsupportedType,
+            ApiError::Storage(storage()),
+            ApiError::Unavailable(database()),
+            ApiError::Internal(database()),
+        ];
+        for error in &every_variant {
+            match error {
+                ApiError::Unauthorized(_)
+                | ApiError::Forbidden(_)
+                | ApiError::NotFound(_)
+                | ApiError::Validation(_)
+                | ApiError::Conflict { .. }
+                | ApiError::InUse(_)
+                | ApiError::BadRequest(_)
+                | ApiError::MethodNotAllowed
+                | ApiError::PayloadTooLarge(_)
+                | ApiError::UnsupportedType
+                | ApiError::Storage(_)
+                | ApiError::Unavailable(_)
+                | ApiError::Internal(_) => {}
+            }
+        }
+        let mut listed: Vec<(&str, u16, &str)> =
+            every_variant.iter().map(|error| (error.code(), error.status_code().as_u16(), error.title())).collect();
+        listed.sort_by_key(|&(code, status, _)| (status, code));
+        assert_eq!(listed, CODES);
     }
 }

@@ -1,8 +1,10 @@
 //! `/v1/products`: the catalog. Viewers read; members write.
 
 use crate::auth::Caller;
+use crate::openapi::problems;
 use crate::pagination::{Page, PageRequest};
 use crate::problem::{ApiError, FieldError};
+use crate::routes::Endpoint;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,28 +17,24 @@ use uuid::Uuid;
 /// Serialized size limit of `custom_fields`.
 pub(crate) const MAX_CUSTOM_FIELDS_BYTES: usize = 16 * 1024;
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/products")
-            .route(web::get().to(list))
-            .route(web::post().to(create))
-            .default_service(web::to(crate::routes::method_not_allowed)),
-    )
-    .service(
-        web::resource("/products/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete))
-            .default_service(web::to(crate::routes::method_not_allowed)),
-    );
+pub(crate) fn endpoints() -> [Endpoint; 2] {
+    [
+        Endpoint::new("/v1/products").get(list).post(create),
+        Endpoint::new("/v1/products/{id}").get(get).patch(update).delete(delete),
+    ]
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Product)]
 pub(crate) struct ProductView {
     id: Uuid,
+    #[schema(example = "FL-00")]
     sku: String,
+    #[schema(example = "Rye flour")]
     name: String,
+    #[schema(example = "kg")]
     unit: String,
+    #[schema(schema_with = crate::openapi::json_object)]
     custom_fields: serde_json::Value,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -56,30 +54,48 @@ impl From<Product> for ProductView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Unknown fields are rejected (422).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateProduct {
+    /// 1 to 64 letters, digits, `.`, `_`, `/` or `-`, starting with a letter
+    /// or digit; unique in the organization.
+    #[schema(example = "FL-00")]
     sku: String,
+    /// 1 to 200 characters, trimmed.
+    #[schema(example = "Rye flour")]
     name: String,
+    /// 1 to 32 characters.
+    #[schema(example = "kg")]
     unit: String,
+    /// `{}` when left out.
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::json_object)]
     custom_fields: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Fields left out stay as they are; `custom_fields` is replaced whole.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateProduct {
     sku: Option<String>,
     name: Option<String>,
     unit: Option<String>,
+    #[schema(schema_with = crate::openapi::json_object)]
     custom_fields: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Items per page, 1 to 200; 50 when left out.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only SKUs starting with this.
     sku_prefix: Option<String>,
+    /// Only names containing this, case-insensitively; at most 200 characters.
     q: Option<String>,
 }
 
@@ -119,8 +135,25 @@ pub(crate) fn json_object(
     Some(value)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/products",
+    tag = "products",
+    operation_id = "create_product",
+    description = "Needs the member role.",
+    request_body = CreateProduct,
+    responses(
+        (status = 201, description = "Created", body = ProductView,
+            headers(("Location" = String, description = "The product's path"))),
+        (status = 400, response = problems::BadRequest),
+        (status = 403, response = problems::Forbidden),
+        (status = 409, response = problems::Conflict),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 422, response = problems::ValidationFailed),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
-async fn create(
+pub(crate) async fn create(
     caller: Caller,
     database: web::Data<Database>,
     body: web::Json<CreateProduct>,
@@ -149,16 +182,43 @@ async fn create(
         .json(ProductView::from(product)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/products/{id}",
+    tag = "products",
+    operation_id = "get_product",
+    params(("id" = Uuid, Path, description = "The product's id")),
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 404, response = problems::NotFound),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err(level = "info"))]
-async fn get(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn get(
+    caller: Caller,
+    database: web::Data<Database>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let (org, id) = (caller.org.id, id.into_inner());
     let product = database.run(move |conn| products::find(conn, org, id).map_err(ApiError::from)).await?;
     let product = product.ok_or(ApiError::NotFound("product"))?;
     Ok(HttpResponse::Ok().json(ProductView::from(product)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/products",
+    tag = "products",
+    operation_id = "list_products",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of products, newest first", body = Page<ProductView>),
+        (status = 400, response = problems::BadRequest),
+        (status = 422, response = problems::ValidationFailed),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
-async fn list(
+pub(crate) async fn list(
     caller: Caller,
     database: web::Data<Database>,
     query: web::Query<ListQuery>,
@@ -180,8 +240,26 @@ async fn list(
     Ok(web::Json(page.page(rows, |p| After { at: p.created_at, id: p.id }, ProductView::from)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/products/{id}",
+    tag = "products",
+    operation_id = "update_product",
+    description = "Needs the member role.",
+    params(("id" = Uuid, Path, description = "The product's id")),
+    request_body = UpdateProduct,
+    responses(
+        (status = 200, description = "The updated product", body = ProductView),
+        (status = 400, response = problems::BadRequest),
+        (status = 403, response = problems::Forbidden),
+        (status = 404, response = problems::NotFound),
+        (status = 409, response = problems::Conflict),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 422, response = problems::ValidationFailed),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err(level = "info"))]
-async fn update(
+pub(crate) async fn update(
     caller: Caller,
     database: web::Data<Database>,
     id: web::Path<Uuid>,
@@ -205,8 +283,26 @@ async fn update(
     Ok(HttpResponse::Ok().json(ProductView::from(product)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/products/{id}",
+    tag = "products",
+    operation_id = "delete_product",
+    description = "Needs the member role. A product that batches refer to cannot be deleted.",
+    params(("id" = Uuid, Path, description = "The product's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, response = problems::Forbidden),
+        (status = 404, response = problems::NotFound),
+        (status = 409, response = problems::InUse),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, product = %id), err(level = "info"))]
-async fn delete(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn delete(
+    caller: Caller,
+    database: web::Data<Database>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Member)?;
     let (org, id) = (caller.org.id, id.into_inner());
     let deleted = database.run(move |conn| products::delete(conn, org, id).map_err(ApiError::from)).await?;

@@ -1,19 +1,103 @@
-//! The `/v1` routes.
+//! Every route the api serves, in one table. The app is mounted from it and
+//! the OpenAPI test compares it with the document both ways, so a route
+//! cannot be served without being documented. `clippy.toml` forbids
+//! registering routes anywhere else.
 
-use crate::auth::Caller;
 use crate::problem::ApiError;
-use actix_web::{HttpResponse, web};
-use serde_json::json;
+use actix_web::http::Method;
+use actix_web::{FromRequest, Handler, HttpResponse, Responder, Route, web};
 
+/// A path and the handler of each method it serves.
+pub(crate) struct Endpoint {
+    path: &'static str,
+    routes: Vec<(Method, Route)>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(path: &'static str) -> Self {
+        Self { path, routes: Vec::new() }
+    }
+
+    pub(crate) fn get<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::GET, handler)
+    }
+
+    pub(crate) fn post<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::POST, handler)
+    }
+
+    pub(crate) fn patch<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::PATCH, handler)
+    }
+
+    pub(crate) fn delete<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::DELETE, handler)
+    }
+
+    fn on<F, Args>(mut self, method: Method, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.routes.push((method.clone(), web::method(method).to(handler)));
+        self
+    }
+}
+
+fn table() -> Vec<Endpoint> {
+    let mut table = vec![
+        Endpoint::new("/healthz").get(crate::health::healthz),
+        Endpoint::new("/readyz").get(crate::health::readyz),
+        Endpoint::new("/metrics").get(crate::observability::scrape),
+        Endpoint::new("/openapi.json").get(crate::openapi::serve),
+        Endpoint::new("/v1/me").get(crate::me::me),
+    ];
+    table.extend(crate::products::endpoints());
+    table.extend(crate::batches::endpoints());
+    table.extend(crate::tokens::endpoints());
+    table.extend(crate::attachments::endpoints());
+    table
+}
+
+/// One resource per path, so a method the path lacks answers 405, not 404.
+#[expect(clippy::disallowed_methods, reason = "the one place routes are registered")]
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/v1")
-            .service(web::resource("/me").route(web::get().to(me)).default_service(web::to(method_not_allowed)))
-            .configure(crate::products::configure)
-            .configure(crate::batches::configure)
-            .configure(crate::tokens::configure)
-            .configure(crate::attachments::configure),
-    );
+    for endpoint in table() {
+        let resource = endpoint
+            .routes
+            .into_iter()
+            .fold(web::resource(endpoint.path), |resource, (_, route)| resource.route(route));
+        cfg.service(resource.default_service(web::to(method_not_allowed)));
+    }
+}
+
+/// Every method and path the api serves, from the table it is mounted from.
+pub fn served() -> Vec<(Method, &'static str)> {
+    table()
+        .into_iter()
+        .flat_map(|endpoint| endpoint.routes.into_iter().map(move |(method, _)| (method, endpoint.path)))
+        .collect()
 }
 
 /// A known path with a method it does not serve.
@@ -24,14 +108,4 @@ pub(crate) async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
 /// Any path no route serves.
 pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("resource"))
-}
-
-/// Who the token belongs to: a cheap way for a client to check its token.
-#[tracing::instrument(skip_all, fields(org = %caller.org.slug, user = %caller.user.id))]
-async fn me(caller: Caller) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "organization": { "id": caller.org.id, "slug": caller.org.slug, "name": caller.org.name },
-        "user": { "id": caller.user.id, "email": caller.user.email, "role": caller.role },
-        "token": { "id": caller.token.id, "name": caller.token.name, "expires_at": caller.token.expires_at },
-    }))
 }

@@ -3,7 +3,7 @@ use crate::{Settings, extract, routes};
 use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
 use std::net::SocketAddr;
 use stockflow_runtime::{Connections, RunError, StartupError, serve_until_stopped};
-use stockflow_telemetry::{Shutdown, health_routes};
+use stockflow_telemetry::Shutdown;
 
 /// Requests still running this long after SIGTERM are dropped, so the
 /// process always exits within the 10 s a container runtime waits.
@@ -24,7 +24,7 @@ impl Application {
             let applied = connections.migrate().await?;
             tracing::info!(count = applied.len(), ?applied, "migrations applied");
         }
-        let readiness = connections.readiness();
+        let readiness = web::Data::new(connections.readiness());
         let database = web::Data::new(connections.database.clone());
         let storage = connections.media_store().ok_or(StartupError::Storage {
             name: "storage",
@@ -40,11 +40,10 @@ impl Application {
                 .app_data(database.clone())
                 .app_data(uploads.clone())
                 .app_data(metrics.clone())
+                .app_data(readiness.clone())
                 .app_data(extract::json_config())
                 .app_data(extract::query_config())
                 .app_data(extract::path_config())
-                .configure(health_routes(readiness.clone()))
-                .configure(observability::routes)
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

@@ -2,8 +2,10 @@
 
 use crate::auth::Caller;
 use crate::commands::{self, CommandError};
+use crate::openapi::problems;
 use crate::problem::ApiError;
 use crate::products::Fields;
+use crate::routes::Endpoint;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,27 +15,20 @@ use stockflow_db::{Database, DbError};
 use stockflow_domain::{OrgSlug, Role, TokenLifetime};
 use uuid::Uuid;
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/tokens")
-            .route(web::get().to(list))
-            .route(web::post().to(create))
-            .default_service(web::to(crate::routes::method_not_allowed)),
-    )
-    .service(
-        web::resource("/tokens/{id}")
-            .route(web::delete().to(revoke))
-            .default_service(web::to(crate::routes::method_not_allowed)),
-    );
+pub(crate) fn endpoints() -> [Endpoint; 2] {
+    [Endpoint::new("/v1/tokens").get(list).post(create), Endpoint::new("/v1/tokens/{id}").delete(revoke)]
 }
 
 /// A token as listed: never its secret, which exists only in the answer
 /// that created it.
-#[derive(Debug, Serialize)]
-struct TokenView {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Token)]
+pub(crate) struct TokenView {
     id: Uuid,
     name: String,
+    /// The user the token acts as.
     email: String,
+    #[schema(schema_with = crate::openapi::role)]
     role: String,
     created_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
@@ -56,26 +51,56 @@ impl TokenView {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct IssuedToken {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct IssuedToken {
     /// Shown once: only its sha256 is stored.
+    #[schema(example = "sf_0123456789abcdefghijABCDEFGHIJ0123456789")]
     token: String,
     #[serde(flatten)]
     view: TokenView,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct TokenList {
+    items: Vec<TokenView>,
+}
+
+/// Unknown fields are rejected (422).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateToken {
+pub(crate) struct CreateToken {
+    /// 1 to 100 characters, no control characters.
+    #[schema(example = "ci")]
     name: String,
+    /// The role of the user the token acts as.
+    #[schema(schema_with = crate::openapi::role)]
     role: String,
+    /// The user to issue for, created if new; without it, the organization's
+    /// user for that role.
     email: Option<String>,
     /// Such as 30d, 12h or 90m; without it the token does not expire.
+    #[schema(example = "30d")]
     expires_in: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "tokens",
+    operation_id = "create_token",
+    description = "Needs the admin role. The answer is the only time the token is shown.",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "Issued", body = IssuedToken,
+            headers(("Location" = String, description = "The token's path"))),
+        (status = 400, response = problems::BadRequest),
+        (status = 403, response = problems::Forbidden),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 422, response = problems::ValidationFailed),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
-async fn create(
+pub(crate) async fn create(
     caller: Caller,
     database: web::Data<Database>,
     body: web::Json<CreateToken>,
@@ -124,17 +149,45 @@ fn issue_error(error: CommandError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    tag = "tokens",
+    operation_id = "list_tokens",
+    description = "Needs the admin role. Every token of the organization, revoked and expired ones included.",
+    responses(
+        (status = 200, description = "The organization's tokens", body = TokenList),
+        (status = 403, response = problems::Forbidden),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
-async fn list(caller: Caller, database: web::Data<Database>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(caller: Caller, database: web::Data<Database>) -> Result<web::Json<TokenList>, ApiError> {
     caller.require(Role::Admin)?;
     let org = caller.org.id;
     let rows = database.run(move |conn| api_tokens::list_for_org(conn, org).map_err(DbError::from)).await?;
-    let items: Vec<TokenView> = rows.into_iter().map(|(token, user)| TokenView::new(token, &user)).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "items": items })))
+    let items = rows.into_iter().map(|(token, user)| TokenView::new(token, &user)).collect();
+    Ok(web::Json(TokenList { items }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{id}",
+    tag = "tokens",
+    operation_id = "revoke_token",
+    description = "Needs the admin role. The token stops working at once.",
+    params(("id" = Uuid, Path, description = "The token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, response = problems::Forbidden),
+        (status = 404, response = problems::NotFound),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, token = %id), err(level = "info"))]
-async fn revoke(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn revoke(
+    caller: Caller,
+    database: web::Data<Database>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Admin)?;
     let (org, id) = (caller.org.id, id.into_inner());
     let revoked =

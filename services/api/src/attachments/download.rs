@@ -4,6 +4,7 @@
 
 use super::{Uploads, find};
 use crate::auth::Caller;
+use crate::openapi::problems;
 use crate::problem::ApiError;
 use crate::settings::Delivery;
 use actix_web::http::header;
@@ -13,6 +14,46 @@ use stockflow_db::Database;
 use stockflow_storage::{ByteRange, Key, StorageError, content_disposition};
 use uuid::Uuid;
 
+#[utoipa::path(
+    get,
+    path = "/v1/attachments/{id}/content",
+    tag = "attachments",
+    operation_id = "download_attachment",
+    description = "How the bytes come depends on `ATTACHMENT_DELIVERY`: streamed by the api (with \
+        `Range` support), handed to nginx with `X-Accel-Redirect`, or a redirect to a presigned URL.",
+    params(
+        ("id" = Uuid, Path, description = "The attachment's id"),
+        ("Range" = Option<String>, Header, description = "One `bytes=` range: `a-b`, `a-` or `-n`; others are ignored"),
+    ),
+    responses(
+        (status = 200, description = "The whole file, with the attachment's content type",
+            content_type = "application/octet-stream", body = inline(crate::openapi::Binary),
+            headers(
+                ("Content-Disposition" = String, description = "`attachment` with the filename: always saved, never rendered"),
+                ("X-Content-Type-Options" = String, description = "`nosniff`"),
+                ("Cache-Control" = String, description = "`private, no-store`"),
+                ("Accept-Ranges" = String, description = "`bytes` when streamed"),
+                ("X-Accel-Redirect" = String, description = "Under nginx delivery only: the internal location nginx serves the body from"),
+            )),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream",
+            body = inline(crate::openapi::Binary),
+            headers(
+                ("Content-Range" = String, description = "`bytes start-end/size`"),
+                ("Content-Disposition" = String),
+                ("X-Content-Type-Options" = String),
+            )),
+        (status = 302, description = "Under redirect delivery: fetch the file from the presigned URL before it expires",
+            headers(
+                ("Location" = String, description = "A presigned URL of the file store"),
+                ("Content-Disposition" = String),
+                ("X-Content-Type-Options" = String),
+            )),
+        (status = 404, response = problems::NotFound),
+        (status = 416, description = "The range starts past the end of the file; no body",
+            headers(("Content-Range" = String, description = "`bytes */size`"))),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, attachment = %id), err(level = "info"))]
 pub(crate) async fn content(
     caller: Caller,

@@ -2,12 +2,14 @@
 //! `/v1/attachments/{id}`. Viewers read and download; members upload and
 //! delete.
 
-mod download;
-mod upload;
+pub(crate) mod download;
+pub(crate) mod upload;
 
 use crate::auth::Caller;
+use crate::openapi::problems;
 use crate::pagination::{Page, PageRequest};
 use crate::problem::ApiError;
+use crate::routes::Endpoint;
 use crate::settings::UploadSettings;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -26,38 +28,31 @@ pub(crate) struct Uploads {
     pub(crate) storage: Arc<dyn Storage>,
 }
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    let not_allowed = || web::to(crate::routes::method_not_allowed);
-    cfg.service(
-        web::resource("/batches/{id}/attachments")
-            .route(web::get().to(list))
-            .route(web::post().to(upload::upload))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/attachments/{id}")
-            .route(web::get().to(get))
-            .route(web::delete().to(delete))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/attachments/{id}/content")
-            .route(web::get().to(download::content))
-            .default_service(not_allowed()),
-    );
+pub(crate) fn endpoints() -> [Endpoint; 3] {
+    [
+        Endpoint::new("/v1/batches/{id}/attachments").get(list).post(upload::upload),
+        Endpoint::new("/v1/attachments/{id}").get(get).delete(delete),
+        Endpoint::new("/v1/attachments/{id}/content").get(download::content),
+    ]
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Attachment)]
 pub(crate) struct AttachmentView {
     id: Uuid,
     batch_id: Uuid,
     /// Sanitized for display; never a path.
+    #[schema(example = "scan.png")]
     filename: String,
     /// Sniffed from the content, not taken from the client.
+    #[schema(example = "image/png")]
     content_type: String,
     size_bytes: i64,
+    /// Hex digest of the content.
     sha256: Option<String>,
     created_at: DateTime<Utc>,
+    /// Where `GET` downloads the file.
+    #[schema(example = "/v1/attachments/0b0c6a46-6f43-4a36-9a0e-6b0f0d4b1c2e/content")]
     content_url: String,
 }
 
@@ -76,14 +71,31 @@ impl From<Attachment> for AttachmentView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Items per page, 1 to 200; 50 when left out.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}/attachments",
+    tag = "attachments",
+    operation_id = "list_attachments",
+    params(("id" = Uuid, Path, description = "The batch's id"), ListQuery),
+    responses(
+        (status = 200, description = "A page of the batch's attachments, newest first", body = Page<AttachmentView>),
+        (status = 400, response = problems::BadRequest),
+        (status = 404, response = problems::NotFound),
+        (status = 422, response = problems::ValidationFailed),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %batch), err(level = "info"))]
-async fn list(
+pub(crate) async fn list(
     caller: Caller,
     database: web::Data<Database>,
     batch: web::Path<Uuid>,
@@ -106,8 +118,23 @@ async fn list(
     Ok(web::Json(page.page(rows, |a| After { at: a.created_at, id: a.id }, AttachmentView::from)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/attachments/{id}",
+    tag = "attachments",
+    operation_id = "get_attachment",
+    params(("id" = Uuid, Path, description = "The attachment's id")),
+    responses(
+        (status = 200, description = "The attachment's record", body = AttachmentView),
+        (status = 404, response = problems::NotFound),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, attachment = %id), err(level = "info"))]
-async fn get(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn get(
+    caller: Caller,
+    database: web::Data<Database>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let attachment = find(&caller, &database, id.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AttachmentView::from(attachment)))
 }
@@ -115,8 +142,21 @@ async fn get(caller: Caller, database: web::Data<Database>, id: web::Path<Uuid>)
 /// The row goes first; the object after the delete commits, so a failure in
 /// between leaves an orphan object for the sweep, never a row whose object
 /// is gone.
+#[utoipa::path(
+    delete,
+    path = "/v1/attachments/{id}",
+    tag = "attachments",
+    operation_id = "delete_attachment",
+    description = "Needs the member role. The file is removed after the record.",
+    params(("id" = Uuid, Path, description = "The attachment's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, response = problems::Forbidden),
+        (status = 404, response = problems::NotFound),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, attachment = %id), err(level = "info"))]
-async fn delete(
+pub(crate) async fn delete(
     caller: Caller,
     database: web::Data<Database>,
     uploads: web::Data<Uploads>,

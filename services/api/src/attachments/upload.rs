@@ -4,6 +4,7 @@
 
 use super::{AttachmentView, Uploads};
 use crate::auth::Caller;
+use crate::openapi::problems;
 use crate::problem::ApiError;
 use actix_multipart::Multipart;
 use actix_web::{HttpResponse, web};
@@ -28,6 +29,37 @@ enum Message {
     End,
 }
 
+/// The multipart body, as the OpenAPI document describes it; the handler
+/// reads it field by field instead, so nothing is buffered whole.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "only describes the body")]
+pub(crate) struct UploadForm {
+    /// The file. Its type is sniffed from its first bytes; its part's
+    /// filename is kept for display only. Other fields are ignored.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/attachments",
+    tag = "attachments",
+    operation_id = "upload_attachment",
+    description = "Needs the member role. The file streams straight into storage; a client that \
+        disconnects midway leaves nothing behind.",
+    params(("id" = Uuid, Path, description = "The batch's id")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "Stored", body = AttachmentView,
+            headers(("Location" = String, description = "The attachment's path"))),
+        (status = 400, response = problems::BadRequest),
+        (status = 403, response = problems::Forbidden),
+        (status = 404, response = problems::NotFound),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 415, response = problems::UnsupportedMediaType),
+        (status = 422, response = problems::ValidationFailed),
+    ),
+)]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug, batch = %batch), err(level = "info"))]
 pub(crate) async fn upload(
     caller: Caller,

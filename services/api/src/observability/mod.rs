@@ -11,12 +11,15 @@ pub(crate) use middleware::observe;
 
 use actix_web::{HttpResponse, web};
 
-/// Registers `/metrics`. Like `/healthz` it needs no token: scrapers reach
-/// it on the internal network, not through the public proxy.
-pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(scrape));
-}
-
-async fn scrape(metrics: web::Data<Metrics>) -> HttpResponse {
+/// Like `/healthz` it needs no token: scrapers reach it on the internal
+/// network, not through the public proxy.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String)),
+)]
+pub(crate) async fn scrape(metrics: web::Data<Metrics>) -> HttpResponse {
     HttpResponse::Ok().content_type(metrics::CONTENT_TYPE).body(metrics.render())
 }

@@ -1,0 +1,132 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and
+//! served at `GET /openapi.json`.
+
+pub(crate) mod problems;
+mod schemas;
+
+pub(crate) use schemas::{Binary, batch_status, decimal_input, error_code, json_object, role};
+
+use actix_web::HttpResponse;
+use std::sync::LazyLock;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
+use utoipa::{Modify, OpenApi, ToResponse};
+
+const DESCRIPTION: &str = "\
+Stock and production records of small manufacturers.
+
+Every `/v1` operation needs `Authorization: Bearer <token>` (`sf_` and 40 \
+base62 characters). Roles: `viewer` reads, `member` also writes, `admin` \
+also manages tokens. Everything is scoped to the token's organization: an \
+id of another organization answers 404 exactly as one that does not exist.
+
+Errors are `application/problem+json` with a stable `code` (the `Problem` \
+schema lists them). A path not listed here answers 404 `not_found`; a \
+listed path with a method it does not list answers 405 `method_not_allowed`.
+
+Lists return `items` newest first and a `next_cursor` to pass back as \
+`cursor`, null on the last page.";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Stockflow API", description = DESCRIPTION),
+    paths(
+        crate::health::healthz,
+        crate::health::readyz,
+        crate::observability::scrape,
+        serve,
+        crate::me::me,
+        crate::products::list,
+        crate::products::create,
+        crate::products::get,
+        crate::products::update,
+        crate::products::delete,
+        crate::batches::list,
+        crate::batches::create,
+        crate::batches::get,
+        crate::batches::update,
+        crate::batches::delete,
+        crate::tokens::list,
+        crate::tokens::create,
+        crate::tokens::revoke,
+        crate::attachments::list,
+        crate::attachments::upload::upload,
+        crate::attachments::get,
+        crate::attachments::delete,
+        crate::attachments::download::content,
+    ),
+    components(
+        schemas(crate::problem::Problem, crate::problem::FieldError),
+        responses(
+            problems::BadRequest,
+            problems::Unauthorized,
+            problems::Forbidden,
+            problems::NotFound,
+            problems::MethodNotAllowed,
+            problems::Conflict,
+            problems::InUse,
+            problems::PayloadTooLarge,
+            problems::UnsupportedMediaType,
+            problems::ValidationFailed,
+            problems::InternalError,
+            problems::ServiceUnavailable,
+        ),
+    ),
+    modifiers(&BearerOnV1),
+    tags(
+        (name = "products", description = "The catalog"),
+        (name = "batches", description = "Production batches"),
+        (name = "attachments", description = "Files attached to batches"),
+        (name = "tokens", description = "API tokens and who holds them"),
+        (name = "operations", description = "Health, readiness, metrics and this document; no token"),
+    ),
+)]
+struct ApiDoc;
+
+/// Built once: the document never changes while the process runs.
+static DOCUMENT: LazyLock<Document> = LazyLock::new(ApiDoc::openapi);
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    responses((status = 200, description = "This document", content_type = "application/json", body = Object)),
+)]
+pub(crate) async fn serve() -> HttpResponse {
+    HttpResponse::Ok().json(&*DOCUMENT)
+}
+
+/// Every `/v1` handler takes a `Caller`, which reads the bearer token and
+/// looks it up in the database. So every `/v1` operation needs the token and
+/// can answer 401, 500 and 503, whatever its own annotation lists.
+struct BearerOnV1;
+
+const SCHEME: &str = "bearer";
+
+impl Modify for BearerOnV1 {
+    fn modify(&self, document: &mut Document) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("sf_ followed by 40 base62 characters")
+            .description(Some("An API token from `stockflow-api token create` or `POST /v1/tokens`."))
+            .build();
+        if let Some(components) = document.components.as_mut() {
+            components.add_security_scheme(SCHEME, SecurityScheme::Http(scheme));
+        }
+        for (_, item) in document.paths.paths.iter_mut().filter(|(path, _)| path.starts_with("/v1/")) {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                operation.security = Some(vec![SecurityRequirement::new(SCHEME, Vec::<String>::new())]);
+                let responses = &mut operation.responses.responses;
+                for (status, name) in [
+                    ("401", problems::Unauthorized::response().0),
+                    ("500", problems::InternalError::response().0),
+                    ("503", problems::ServiceUnavailable::response().0),
+                ] {
+                    responses.entry(status.to_owned()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+                }
+            }
+        }
+    }
+}

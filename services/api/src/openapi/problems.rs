@@ -1,0 +1,102 @@
+//! The error responses operations share, as `components/responses`: each
+//! is `application/problem+json` with the `Problem` schema and an example
+//! of the `code` it carries.
+
+use crate::problem::CODES;
+use utoipa::PartialSchema;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A named problem response: `$name` answers `$status` with one of `$codes`.
+macro_rules! problem {
+    ($(#[doc = $doc:literal])+ $name:ident, $status:literal, [$($code:literal),+] $(, $header:literal: $meaning:literal)*) => {
+        $(#[doc = $doc])+
+        pub(crate) struct $name;
+
+        impl<'r> utoipa::ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<Response>) {
+                let description = concat!($($doc),+).trim();
+                let response = build(description, $status, &[$($code),+], &[$(($header, $meaning)),*]);
+                (stringify!($name), response.into())
+            }
+        }
+    };
+}
+
+problem!(
+    /// Malformed JSON, a wrong `Content-Type`, an unreadable query string or multipart body.
+    BadRequest, 400, ["bad_request"]
+);
+problem!(
+    /// No token, or one that is malformed, unknown, revoked or expired.
+    Unauthorized, 401, ["unauthorized"],
+    "WWW-Authenticate": "`Bearer realm=\"stockflow\", error=\"invalid_token\"`"
+);
+problem!(
+    /// The token's role is below what the operation needs.
+    Forbidden, 403, ["forbidden"]
+);
+problem!(
+    /// No such record in the caller's organization (also a record of another organization, or a path id that is not a UUID).
+    NotFound, 404, ["not_found"]
+);
+problem!(
+    /// A known path with a method it does not serve.
+    MethodNotAllowed, 405, ["method_not_allowed"]
+);
+problem!(
+    /// A value unique per organization is taken; `field` names it.
+    Conflict, 409, ["conflict"]
+);
+problem!(
+    /// The record is still referenced by others and cannot be deleted.
+    InUse, 409, ["in_use"]
+);
+problem!(
+    /// The body is over its limit: 64 KiB of JSON, or `MAX_UPLOAD_BYTES` of file.
+    PayloadTooLarge, 413, ["payload_too_large"]
+);
+problem!(
+    /// The file's content, sniffed from its bytes, is not in `ALLOWED_MIME_TYPES`.
+    UnsupportedMediaType, 415, ["unsupported_media_type"]
+);
+problem!(
+    /// Fields with invalid values, or unknown fields; `errors` lists every one.
+    ValidationFailed, 422, ["validation_failed"]
+);
+problem!(
+    /// An unexpected failure, logged; never detailed to the client.
+    InternalError, 500, ["internal_error"]
+);
+problem!(
+    /// The database or the file store is unreachable; retry after the delay.
+    ServiceUnavailable, 503, ["service_unavailable", "storage_unavailable"],
+    "Retry-After": "Seconds to wait before retrying."
+);
+
+fn build(description: &str, status: u16, codes: &[&str], headers: &[(&str, &str)]) -> ResponseBuilder {
+    // The example is the first code's problem as the api renders it.
+    let (code, title) = CODES
+        .iter()
+        .find(|(code, answers, _)| codes.contains(code) && *answers == status)
+        .map_or(("internal_error", "Internal server error"), |&(code, _, title)| (code, title));
+    let example = serde_json::json!({
+        "type": format!("https://stockflow.dev/problems/{code}"),
+        "title": title,
+        "status": status,
+        "detail": description,
+        "code": code,
+    });
+    let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).example(Some(example)).build();
+    let mut response = ResponseBuilder::new()
+        .description(format!("{description} `code`: {}.", codes.join(" or ")))
+        .content(PROBLEM_JSON, content);
+    for (name, meaning) in headers {
+        let header = HeaderBuilder::new().schema(String::schema()).description(Some(*meaning)).build();
+        response = response.header(*name, header);
+    }
+    response
+}
