@@ -7,7 +7,10 @@ bench/results.json (one entry per scenario, replaced when it runs again) and
 docs/benchmarks.md is rendered from that file, so running one scenario keeps
 the others' last results.
 
-Needs `make services` and release binaries (`make bench` does both).
+Needs `make services` and release binaries (`make bench` does both), and
+for some scenarios GNU time, wrk and pgbench (`apt-get install time wrk
+postgresql-client`); a scenario missing one says so. STOCKFLOW_BIN_DIR
+points at other binaries than target/release.
 """
 
 import argparse
@@ -16,6 +19,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -23,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -266,7 +272,509 @@ def scenario_storage_put(runs):
     ]
 
 
-SCENARIOS = {"startup": scenario_startup, "storage-put": scenario_storage_put}
+# ---------------------------------------------------------------------------
+# The API under load: api-list and upload run the real release stockflow-api
+# as a process, on a database of their own, against a standard tool's figure
+# for the same work measured in the same run.
+
+WRK = "wrk"
+PGBENCH = "pgbench"
+# Seconds of load per measurement (wrk -d, pgbench -T).
+LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", "15"))
+WARMUP_SECONDS = 5
+CONNECTIONS, THREADS = 32, 2
+LIST_DB = os.environ.get("BENCH_LIST_DATABASE", "stockflow_bench_list")
+UPLOAD_DB = os.environ.get("BENCH_UPLOAD_DATABASE", "stockflow_bench_upload")
+SEED_ORGS = ("bench-a", "bench-b")
+SEED_PRODUCTS_PER_ORG = 20
+SEED_BATCHES_PER_ORG = 500_000
+# Kept as the database's comment once seeding has finished: a database with
+# this comment and these row counts is reused, anything else is re-seeded.
+# Change the version when the seed changes.
+SEED_MARKER = f"stockflow bench seed v1: {len(SEED_ORGS)} orgs x {SEED_PRODUCTS_PER_ORG} products x {SEED_BATCHES_PER_ORG} batches"
+
+# What GET /v1/batches?limit=50 sends PostgreSQL for each request, as the
+# api's log_statement=all log shows it (Diesel's SQL, parameters as pgbench
+# variables): the token lookup of the auth extractor, api_tokens::find_holder,
+# and the first page of batches::list (limit + 1 rows, to learn whether a
+# next page exists). The r2d2 pool also sends a `SELECT 1` at each of the two
+# connection checkouts; those are our overhead, not the endpoint's work, so
+# the baseline leaves them out. Keep these in step with crates/db.
+TOKEN_LOOKUP_SQL = """\
+SELECT "api_tokens"."id", "api_tokens"."user_id", "api_tokens"."name", "api_tokens"."created_at", "api_tokens"."last_used_at", "api_tokens"."expires_at", "api_tokens"."revoked_at", "users"."id", "users"."org_id", "users"."email", "users"."role", "users"."created_at", "organizations"."id", "organizations"."slug", "organizations"."name", "organizations"."created_at" FROM ("api_tokens" INNER JOIN ("users" INNER JOIN "organizations" ON ("users"."org_id" = "organizations"."id")) ON ("api_tokens"."user_id" = "users"."id")) WHERE ((("api_tokens"."token_sha256" = :digest) AND ("api_tokens"."revoked_at" IS NULL)) AND (("api_tokens"."expires_at" IS NULL) OR ("api_tokens"."expires_at" > :now))) LIMIT :one;
+"""
+LIST_SQL = """\
+SELECT "batches"."id", "batches"."org_id", "batches"."product_id", "batches"."code", "batches"."quantity", "batches"."produced_at", "batches"."status", "batches"."notes", "batches"."metadata", "batches"."created_at", "batches"."updated_at" FROM "batches" WHERE ("batches"."org_id" = :org) ORDER BY "batches"."produced_at" DESC, "batches"."id" DESC LIMIT :fetch;
+"""
+
+
+def db_url(name):
+    """DATABASE_URL with another database name."""
+    parts = urllib.parse.urlsplit(DATABASE_URL)
+    return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def sql(url, script):
+    """Runs an SQL script with psql (statement by statement, stopping at the
+    first error); returns its unaligned output."""
+    proc = subprocess.run(["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", "-"], input=script, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"psql failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def literal(value):
+    return "'" + value.replace("'", "''") + "'"
+
+
+def recreate_database(name):
+    """Drops the database `name` if it exists and creates it empty, owned by
+    DATABASE_URL's role, with the migrations applied."""
+    if not all(c.isalnum() or c == "_" for c in name):
+        raise RuntimeError(f"refusing database name {name!r}")
+    admin = db_url("postgres")
+    sql(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+    sql(admin, f"CREATE DATABASE {name};")
+    migrate(db_url(name))
+
+
+def migrate(url):
+    proc = subprocess.run([os.path.join(BIN, "stockflow-api"), "migrate"], env=service_env({"DATABASE_URL": url}), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stockflow-api migrate failed ({proc.returncode}): {proc.stderr.strip()}")
+
+
+def create_token(url, org, role, name):
+    """`stockflow-api token create`: the organization is created if needed."""
+    proc = subprocess.run(
+        [os.path.join(BIN, "stockflow-api"), "token", "create", "--org", org, "--role", role, "--name", name],
+        env=service_env({"DATABASE_URL": url}), capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"stockflow-api token create failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+class Api:
+    """A release stockflow-api serving on a free port, its log in `scratch`."""
+
+    def __init__(self, url, scratch, extra=None, timeout=30.0):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        media = os.path.join(scratch, "media")
+        os.makedirs(media, exist_ok=True)
+        env = service_env({"DATABASE_URL": url, "API_BIND": f"127.0.0.1:{self.port}", "STORAGE_BACKEND": "local", "MEDIA_ROOT": media, **(extra or {})})
+        self.log_path = os.path.join(scratch, "api.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([os.path.join(BIN, "stockflow-api")], env=env, stdout=self.log, stderr=self.log)
+        started = time.perf_counter()
+        while not ready(self.port):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"stockflow-api exited: {self.tail()}")
+            if time.perf_counter() - started > timeout:
+                self.stop()
+                raise RuntimeError(f"stockflow-api not ready within {timeout}s: {self.tail()}")
+            time.sleep(0.01)
+
+    def tail(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read()[-2000:].decode(errors="replace")
+
+    def peak_rss_kib(self):
+        """VmHWM: the largest RSS the process has had since it started."""
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise RuntimeError(f"no VmHWM for pid {self.proc.pid}")
+
+    def call(self, method, path, token, body=None):
+        """Returns (status, parsed JSON body or None)."""
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers={"Authorization": f"Bearer {token}"})
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            return error.code, json.loads(raw) if raw else None
+
+    def expect(self, status, method, path, token, body=None):
+        got, answer = self.call(method, path, token, body)
+        if got != status:
+            raise RuntimeError(f"{method} {path} answered {got}, not {status}: {answer}")
+        return answer
+
+    def stop(self):
+        stop(self.proc)
+        self.log.close()
+
+
+def seed_list_database(scratch):
+    """The database of api-list: SEED_ORGS each with SEED_PRODUCTS_PER_ORG
+    products (made through the API) and SEED_BATCHES_PER_ORG batches (bulk
+    inserted with SQL). Reused when its comment says it was seeded so and the
+    counts agree; returns whether it was reused."""
+    url = db_url(LIST_DB)
+    admin = db_url("postgres")
+    if sql(admin, f"SELECT 1 FROM pg_database WHERE datname = {literal(LIST_DB)};") == "1":
+        migrate(url)
+        comment = sql(url, "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = current_database();")
+        counts = sql(url, f"""SELECT count(DISTINCT o.id), count(DISTINCT p.id), (SELECT count(*) FROM batches b JOIN organizations bo ON bo.id = b.org_id WHERE bo.slug IN ({', '.join(map(literal, SEED_ORGS))}))
+            FROM organizations o JOIN products p ON p.org_id = o.id WHERE o.slug IN ({', '.join(map(literal, SEED_ORGS))});""")
+        expected = f"{len(SEED_ORGS)}|{len(SEED_ORGS) * SEED_PRODUCTS_PER_ORG}|{len(SEED_ORGS) * SEED_BATCHES_PER_ORG}"
+        if comment == SEED_MARKER and counts == expected:
+            return True
+        print(f"  {LIST_DB} is not the expected seed ({comment!r}, counts {counts}): seeding it again", flush=True)
+    else:
+        print(f"  seeding {LIST_DB}: {len(SEED_ORGS) * SEED_BATCHES_PER_ORG:,} batches (a few minutes, once; later runs reuse it)", flush=True)
+    started = time.perf_counter()
+    recreate_database(LIST_DB)
+    tokens = {org: create_token(url, org, "member", "bench-seed") for org in SEED_ORGS}
+    api = Api(url, scratch)
+    try:
+        for org, token in tokens.items():
+            for n in range(SEED_PRODUCTS_PER_ORG):
+                api.expect(201, "POST", "/v1/products", token, {
+                    "sku": f"P-{n:03d}", "name": f"Product {n} of {org}", "unit": ["kg", "l", "pcs"][n % 3],
+                    "custom_fields": {"line": n % 4, "supplier": f"S{n % 7}"},
+                })
+    finally:
+        api.stop()
+    # Distinct codes per org; produced_at spread over three years, mostly
+    # increasing with the code but jittered by up to a day, so the list order
+    # is not the insertion order; statuses, notes and metadata mixed as a
+    # plant's would be. setseed keeps the data the same from seed to seed.
+    sql(url, f"""
+SET maintenance_work_mem = '256MB';
+SELECT setseed(0.42);
+INSERT INTO batches (org_id, product_id, code, quantity, produced_at, status, notes, metadata, created_at, updated_at)
+SELECT o.id,
+       p.ids[1 + (g % array_length(p.ids, 1))],
+       format('LOT-%s-%s', upper(substr(o.slug, 7)), lpad(g::text, 7, '0')),
+       round((random() * 5000)::numeric, 3),
+       t.produced_at,
+       (ARRAY['completed', 'completed', 'completed', 'completed', 'in_progress', 'planned', 'cancelled'])[1 + (g % 7)],
+       CASE WHEN g % 5 = 0 THEN format('Checked by QA, moisture %s%%. Pallet %s.', 8 + g % 9, g % 40) ELSE '' END,
+       jsonb_build_object('line', 1 + g % 4, 'shift', (ARRAY['early', 'late', 'night'])[1 + g % 3], 'operator', format('op-%s', g % 57)),
+       t.produced_at + interval '2 hours',
+       t.produced_at + interval '2 hours'
+FROM organizations o
+CROSS JOIN LATERAL (SELECT array_agg(id ORDER BY sku) AS ids FROM products WHERE org_id = o.id) p
+CROSS JOIN generate_series(1, {SEED_BATCHES_PER_ORG}) g
+CROSS JOIN LATERAL (SELECT timestamptz '2023-01-01 00:00:00+00' + (g * interval '3 years') / {SEED_BATCHES_PER_ORG}
+                           + (random() - 0.5) * interval '1 day' AS produced_at) t
+WHERE o.slug IN ({', '.join(map(literal, SEED_ORGS))});
+VACUUM (ANALYZE) batches;
+ANALYZE;
+COMMENT ON DATABASE {LIST_DB} IS {literal(SEED_MARKER)};
+""")
+    print(f"  seeded {LIST_DB} in {time.perf_counter() - started:.0f} s", flush=True)
+    return False
+
+
+def p99(values):
+    """The 99th percentile by the nearest-rank method."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-99 * len(ordered) // 100) - 1)]
+
+
+def run_wrk(url, token, seconds):
+    """Returns (requests/s, p99 latency in ms) of a wrk run."""
+    argv = [WRK, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-H", f"Authorization: Bearer {token}", url]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    out = proc.stdout
+    if proc.returncode != 0 or "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk failed or saw errors ({proc.returncode}):\n{out}{proc.stderr}")
+    rps = float(re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M).group(1))
+    value, unit = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
+    return rps, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_pgbench(url, script, variables, seconds, scratch):
+    """Returns (transactions/s, p99 latency in ms, peak RSS KiB) of a pgbench
+    run of `script`. The p99 comes from pgbench's per-transaction log (-l),
+    whose third field is each transaction's latency in microseconds."""
+    prefix = os.path.join(scratch, "pgbench-log")
+    for name in os.listdir(scratch):
+        if name.startswith("pgbench-log."):
+            os.remove(os.path.join(scratch, name))
+    argv = [PGBENCH, "-n", "-M", "prepared", "-c", str(CONNECTIONS), "-j", str(THREADS), "-T", str(seconds), "-f", script, "-l", f"--log-prefix={prefix}"]
+    argv += [f"-D{name}={value}" for name, value in variables.items()]
+    _, rss, out = run_measured(argv + [url], scratch)
+    tps = float(re.search(r"^tps = ([\d.]+) \(without initial connection time\)", out, re.M).group(1))
+    failed = re.search(r"^number of failed transactions: (\d+)", out, re.M)
+    if failed and int(failed.group(1)) != 0:
+        raise RuntimeError(f"pgbench saw failed transactions:\n{out}")
+    latencies = []
+    for name in os.listdir(scratch):
+        if name.startswith("pgbench-log."):
+            with open(os.path.join(scratch, name)) as log:
+                latencies += [int(line.split()[2]) for line in log]
+    return tps, p99(latencies) / 1000.0, rss
+
+
+def tool(name, hint):
+    if shutil.which(name) is None:
+        raise RuntimeError(f"{name} is missing: {hint}")
+
+
+def scenario_api_list(runs):
+    """`GET /v1/batches?limit=50` under load, against pgbench running the same SQL.
+
+    The database (its own, stockflow_bench_list) holds 1,000,000 batches,
+    500,000 in each of two organizations, with 20 products each: the products
+    are made through the API, the batches bulk-inserted with SQL (distinct
+    codes, produced_at spread over three years), then VACUUM ANALYZE. Seeding
+    takes a few minutes; the database is kept, marked by its comment, and
+    reused while the comment and the row counts match. Ours: the release
+    stockflow-api (defaults: WEB_WORKERS = CPUs, DATABASE_POOL_SIZE 10),
+    loaded by `wrk -t2 -c32 --latency` with a viewer token of one
+    organization; each request authenticates the token and reads the first
+    page, 50 batches and a next_cursor (about 17 KiB of JSON). Baseline: `pgbench -M prepared -c 32
+    -j 2` on the same database running, per transaction, the two statements
+    the endpoint sends per request, as Diesel writes them: the token lookup
+    and the first-page query (`WHERE org_id = $1 ORDER BY produced_at DESC,
+    id DESC LIMIT 51`). The api's pool also sends `SELECT 1` at each of its
+    two checkouts; that is our overhead, so the baseline leaves it out. A
+    second baseline runs the page query alone. Before the runs, the api's
+    first item is checked against that query's first row; wrk must see no
+    error and no status other than 200, pgbench no failed transaction. One
+    untimed 5 s warm-up of each, then runs of 15 s (BENCH_LOAD_SECONDS)
+    alternate, which goes first swapping each round; figures are medians. p99s: wrk's latency distribution, and the 99th
+    percentile of pgbench's per-transaction log (-l); both are closed-loop, as
+    32 clients each wait for their answer before sending again. Load,
+    clients, API and PostgreSQL share the machine's CPUs. API peak RSS is the
+    api's VmHWM after all runs (a fresh process for this scenario); beside
+    it, the peak RSS of pgbench, the client holding 32 connections, for
+    scale. Target (issue 4): req/s ratio >= 0.6, p99 under 25 ms.
+    """
+    tool(WRK, "apt-get install wrk")
+    tool(PGBENCH, "apt-get install postgresql-client")
+    if not os.access(TIME, os.X_OK):
+        raise RuntimeError(f"{TIME} is missing: apt-get install time")
+    os.makedirs(os.path.join(ROOT, "var", "bench"), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="api-list-", dir=os.path.join(ROOT, "var", "bench"))
+    url = db_url(LIST_DB)
+    try:
+        seed_list_database(scratch)
+        org = SEED_ORGS[0]
+        sql(url, "DELETE FROM api_tokens WHERE name = 'bench-api-list';")
+        token = create_token(url, org, "viewer", "bench-api-list")
+        org_id = sql(url, f"SELECT id FROM organizations WHERE slug = {literal(org)};")
+        variables = {
+            "digest": "\\x" + hashlib.sha256(token.encode()).hexdigest(),
+            "now": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "one": 1,
+            "org": org_id,
+            "fetch": 51,
+        }
+        both, alone = os.path.join(scratch, "endpoint.sql"), os.path.join(scratch, "list.sql")
+        with open(both, "w") as f:
+            f.write(TOKEN_LOOKUP_SQL + LIST_SQL)
+        with open(alone, "w") as f:
+            f.write(LIST_SQL)
+        api = Api(url, scratch)
+        try:
+            target = f"{api.base}/v1/batches?limit=50"
+            page = api.expect(200, "GET", "/v1/batches?limit=50", token)
+            first = sql(url, f"""SELECT id FROM batches WHERE org_id = {literal(org_id)} ORDER BY produced_at DESC, id DESC LIMIT 1;""")
+            if len(page["items"]) != 50 or not page.get("next_cursor") or page["items"][0]["id"] != first:
+                raise RuntimeError(f"unexpected first page: {len(page['items'])} items, first {page['items'][0]['id']}, expected {first}")
+            measures = {
+                "ours": lambda seconds: run_wrk(target, token, seconds),
+                "endpoint": lambda seconds: run_pgbench(url, both, variables, seconds, scratch),
+                "list": lambda seconds: run_pgbench(url, alone, variables, seconds, scratch),
+            }
+            for measure in measures.values():
+                measure(WARMUP_SECONDS)
+            results = {name: [] for name in measures}
+            for round_ in range(runs):
+                order = list(measures) if round_ % 2 == 0 else list(reversed(measures))
+                for name in order:
+                    results[name].append(measures[name](LOAD_SECONDS))
+                    print(f"  round {round_ + 1}/{runs} {name}: {results[name][-1][0]:.0f}/s, p99 {results[name][-1][1]:.2f} ms", flush=True)
+            api_rss = api.peak_rss_kib()
+        finally:
+            api.stop()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    median = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for name, rs in results.items()}
+    pgbench_rss = max(r[2] for name in ("endpoint", "list") for r in results[name])
+    endpoint_tool = f"pgbench -M prepared -c {CONNECTIONS} -j {THREADS}: token lookup + first-page query"
+    return [
+        {
+            "figure": f"GET /v1/batches?limit=50, {CONNECTIONS} connections (req/s, median of {runs})",
+            "ours": round(median["ours"][0], 1),
+            "baseline": round(median["endpoint"][0], 1),
+            "baseline_tool": endpoint_tool + " (tps)",
+            "ratio": round(median["ours"][0] / median["endpoint"][0], 2),
+        },
+        {
+            "figure": f"GET /v1/batches?limit=50 p99 latency (ms, median of {runs})",
+            "ours": round(median["ours"][1], 2),
+            "baseline": round(median["endpoint"][1], 2),
+            "baseline_tool": endpoint_tool + " (p99 from -l)",
+            "ratio": round(median["ours"][1] / median["endpoint"][1], 2),
+        },
+        {
+            "figure": f"GET /v1/batches?limit=50 against the page query alone (req/s, median of {runs})",
+            "ours": round(median["ours"][0], 1),
+            "baseline": round(median["list"][0], 1),
+            "baseline_tool": f"pgbench -M prepared -c {CONNECTIONS} -j {THREADS}: first-page query only (tps)",
+            "ratio": round(median["ours"][0] / median["list"][0], 2),
+        },
+        {
+            "figure": "api peak RSS over all runs (MiB, VmHWM)",
+            "ours": round(api_rss / 1024, 1),
+            "baseline": round(pgbench_rss / 1024, 1),
+            "baseline_tool": f"peak RSS of pgbench (client, {CONNECTIONS} connections)",
+            "ratio": round(api_rss / pgbench_rss, 2),
+        },
+    ]
+
+
+UPLOAD_BYTES = 1 << 30
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def upload_source():
+    """var/bench/upload-1GiB.png: the PNG signature then random bytes, made
+    once and kept; returns (path, sha256)."""
+    path = os.path.join(ROOT, "var", "bench", "upload-1GiB.png")
+    digest_path = path + ".sha256"
+    if os.path.exists(path) and os.path.getsize(path) == UPLOAD_BYTES and os.path.exists(digest_path):
+        with open(path, "rb") as f:
+            if f.read(len(PNG_MAGIC)) == PNG_MAGIC:
+                with open(digest_path) as d:
+                    return path, d.read().strip()
+    print(f"  writing {os.path.relpath(path, ROOT)} (once)", flush=True)
+    digest = hashlib.sha256()
+    with open(path + ".tmp", "wb") as f:
+        block = PNG_MAGIC + os.urandom((1 << 20) - len(PNG_MAGIC))
+        for _ in range(UPLOAD_BYTES >> 20):
+            f.write(block)
+            digest.update(block)
+            block = os.urandom(1 << 20)
+    os.replace(path + ".tmp", path)
+    with open(digest_path, "w") as d:
+        d.write(digest.hexdigest() + "\n")
+    return path, digest.hexdigest()
+
+
+def files_under(root):
+    return [os.path.join(d, name) for d, _, names in os.walk(root) for name in names]
+
+
+def scenario_upload(runs):
+    """A 1 GiB attachment uploaded with curl, against dd writing the same file.
+
+    Ours: `curl -F file=@...` posts a 1 GiB file (the PNG signature, then
+    random bytes; var/bench/upload-1GiB.png, made once) as multipart to
+    `POST /v1/batches/{id}/attachments` of the release stockflow-api on
+    127.0.0.1 (MAX_UPLOAD_BYTES 2 GiB, STORAGE_BACKEND=local with MEDIA_ROOT
+    in a temp dir under var/bench/, a fresh database stockflow_bench_upload).
+    The api sniffs the type, streams the body into LocalFs (sha256, write,
+    fsync, link) and records the attachment before it answers. Each upload
+    must answer 201 with the file's size and sha256, leave one file of that
+    size under MEDIA_ROOT, and is then deleted (204, nothing left). Baseline:
+    `dd if=<same file> of=<same filesystem> bs=1M conv=fsync`, a copy with
+    no HTTP, parsing or hashing. The source file is in the page cache for
+    both. Figures are wall time from spawn to exit as MiB/s, so a higher
+    ratio is better. One untimed warm-up of each, then runs alternate (which
+    goes first swaps each round), `sync` before each. API peak RSS is the
+    api's VmHWM after all runs (a fresh process for this scenario); dd's is
+    wait4's ru_maxrss. Target (issue 4): ratio >= 0.6, API peak RSS under
+    64 MiB.
+    """
+    tool("curl", "apt-get install curl")
+    if not os.access(TIME, os.X_OK):
+        raise RuntimeError(f"{TIME} is missing: apt-get install time")
+    os.makedirs(os.path.join(ROOT, "var", "bench"), exist_ok=True)
+    source, source_sha256 = upload_source()
+    scratch = tempfile.mkdtemp(prefix="upload-", dir=os.path.join(ROOT, "var", "bench"))
+    media, dd_file = os.path.join(scratch, "media"), os.path.join(scratch, "dd.bin")
+    mib = UPLOAD_BYTES / (1 << 20)
+    url = db_url(UPLOAD_DB)
+    recreate_database(UPLOAD_DB)
+    try:
+        token = create_token(url, "bench-upload", "member", "bench-upload")
+        api = Api(url, scratch, {"MAX_UPLOAD_BYTES": str(2 * UPLOAD_BYTES)})
+        try:
+            product = api.expect(201, "POST", "/v1/products", token, {"sku": "UP-1", "name": "Upload target", "unit": "pcs"})
+            batch = api.expect(201, "POST", "/v1/batches", token, {
+                "product_id": product["id"], "code": "UP-BATCH-1", "quantity": "1", "produced_at": "2026-01-01T00:00:00Z",
+            })
+            endpoint = f"{api.base}/v1/batches/{batch['id']}/attachments"
+            answer = os.path.join(scratch, "answer.json")
+
+            def ours():
+                os.sync()
+                argv = ["curl", "-sS", "-o", answer, "-w", "%{http_code}", "-H", f"Authorization: Bearer {token}",
+                        "-F", f"file=@{source};filename=bench.png", endpoint]
+                started = time.perf_counter()
+                proc = subprocess.run(argv, capture_output=True, text=True)
+                took = time.perf_counter() - started
+                with open(answer) as f:
+                    body = f.read()
+                if proc.returncode != 0 or proc.stdout != "201":
+                    raise RuntimeError(f"upload answered {proc.stdout} ({proc.returncode}): {body}{proc.stderr}")
+                attachment = json.loads(body)
+                stored = files_under(media)
+                if attachment["size_bytes"] != UPLOAD_BYTES or attachment["sha256"] != source_sha256 \
+                        or [os.path.getsize(path) for path in stored] != [UPLOAD_BYTES]:
+                    raise RuntimeError(f"upload stored {attachment}, files {stored}; expected {UPLOAD_BYTES} bytes with sha256 {source_sha256}")
+                api.expect(204, "DELETE", f"/v1/attachments/{attachment['id']}", token)
+                if files_under(media):
+                    raise RuntimeError(f"files left after the delete: {files_under(media)}")
+                return took, None
+
+            def dd():
+                os.sync()
+                took, rss, _ = run_measured(["dd", f"if={source}", f"of={dd_file}", "bs=1M", "conv=fsync"], scratch)
+                if os.path.getsize(dd_file) != UPLOAD_BYTES:
+                    raise RuntimeError(f"dd wrote {os.path.getsize(dd_file)} bytes, not {UPLOAD_BYTES}")
+                os.remove(dd_file)
+                return took, rss
+
+            dd(), ours()  # warm-up, untimed
+            dd_runs, our_runs = [], []
+            for round_ in range(runs):
+                pair = [(dd, dd_runs), (ours, our_runs)]
+                for measure, into in pair if round_ % 2 == 0 else reversed(pair):
+                    into.append(measure())
+            api_rss = api.peak_rss_kib()
+        finally:
+            api.stop()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        sql(db_url("postgres"), f"DROP DATABASE IF EXISTS {UPLOAD_DB} WITH (FORCE);")
+    dd_rate = mib / statistics.median(took for took, _ in dd_runs)
+    our_rate = mib / statistics.median(took for took, _ in our_runs)
+    dd_rss = max(rss for _, rss in dd_runs)
+    return [
+        {
+            "figure": f"1 GiB multipart upload over HTTP, wall clock (MiB/s, median of {runs})",
+            "ours": round(our_rate, 1),
+            "baseline": round(dd_rate, 1),
+            "baseline_tool": "dd if=<same file> bs=1M conv=fsync",
+            "ratio": round(our_rate / dd_rate, 2),
+        },
+        {
+            "figure": "api peak RSS over all uploads (MiB, VmHWM)",
+            "ours": round(api_rss / 1024, 1),
+            "baseline": round(dd_rss / 1024, 1),
+            "baseline_tool": f"peak RSS of that dd (max of {runs})",
+            "ratio": round(api_rss / dd_rss, 2),
+        },
+    ]
+
+
+SCENARIOS = {"startup": scenario_startup, "storage-put": scenario_storage_put, "api-list": scenario_api_list, "upload": scenario_upload}
 
 
 def machine():
@@ -320,7 +828,7 @@ def main():
         with open(RESULTS) as f:
             results = json.load(f)
     for name in args.scenarios or SCENARIOS:
-        print(f"== {name}", flush=True)
+        print(f"== {name} (load average before: {os.getloadavg()[0]:.2f})", flush=True)
         rows = SCENARIOS[name](args.runs)
         for r in rows:
             print(f"  {r['figure']:<54} ours {r['ours']:>8}  baseline {r['baseline']:>8}  ratio {r['ratio']:>6}  ({r['baseline_tool']})")
