@@ -749,9 +749,10 @@ def scenario_upload(runs):
             dd(), ours()  # warm-up, untimed
             dd_runs, our_runs = [], []
             for round_ in range(runs):
-                pair = [(dd, dd_runs), (ours, our_runs)]
-                for measure, into in pair if round_ % 2 == 0 else reversed(pair):
+                pair = [("dd", dd, dd_runs), ("ours", ours, our_runs)]
+                for name, measure, into in pair if round_ % 2 == 0 else reversed(pair):
                     into.append(measure())
+                    print(f"  round {round_ + 1}/{runs} {name}: {mib / into[-1][0]:.0f} MiB/s", flush=True)
             api_rss = api.peak_rss_kib()
         finally:
             api.stop()
