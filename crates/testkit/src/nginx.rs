@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub struct Nginx {
     child: Child,
@@ -47,26 +46,8 @@ impl Nginx {
             .spawn()
             .unwrap_or_else(|error| panic!("start nginx ({binary}): {error}; `make services` installs it"));
         let mut nginx = Self { child, port, _prefix: prefix };
-        nginx.wait_until_listening().await;
+        crate::process::wait_until_listening(&mut nginx.child, nginx.port, "nginx").await;
         nginx
-    }
-
-    async fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-                }
-                panic!("nginx exited at start with {status}: {stderr}");
-            }
-            assert!(Instant::now() < deadline, "nginx did not listen on port {} within 10 s", self.port);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     pub fn url(&self, path: &str) -> String {

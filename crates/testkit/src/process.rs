@@ -123,3 +123,24 @@ impl Drop for ServiceProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Waits until `child`, a server a test started, accepts connections on
+/// `port`; fails the test if it exits first (with its stderr, when piped) or
+/// takes longer than 10 s.
+pub(crate) async fn wait_until_listening(child: &mut std::process::Child, port: u16, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+            }
+            panic!("{name} exited at start with {status}: {stderr}");
+        }
+        assert!(std::time::Instant::now() < deadline, "{name} did not listen on port {port} within 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The development credentials of `make services`.
 pub const S3_ACCESS_KEY: &str = "stockflow";
@@ -34,22 +33,8 @@ impl S3Server {
             .spawn()
             .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
         let mut server = Self { child, port, data };
-        server.wait_until_listening().await;
+        crate::process::wait_until_listening(&mut server.child, server.port, "s3s-fs").await;
         server
-    }
-
-    async fn wait_until_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("s3s-fs exited at start with {status}");
-            }
-            assert!(Instant::now() < deadline, "s3s-fs did not listen on port {} within 10 s", self.port);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     pub fn endpoint(&self) -> String {

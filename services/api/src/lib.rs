@@ -17,6 +17,7 @@ mod routes;
 mod settings;
 mod startup;
 mod tokens;
+mod validation;
 
 pub use problem::ApiError;
 pub use routes::served as served_routes;

@@ -3,8 +3,9 @@
 use crate::auth::Caller;
 use crate::openapi::problems;
 use crate::pagination::{Page, PageRequest};
-use crate::problem::{ApiError, FieldError};
+use crate::problem::ApiError;
 use crate::routes::Endpoint;
+use crate::validation::{Fields, json_object};
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -97,42 +98,6 @@ pub(crate) struct ListQuery {
     sku_prefix: Option<String>,
     /// Only names containing this, case-insensitively; at most 200 characters.
     q: Option<String>,
-}
-
-/// Collects every field's error, so a client fixes them all in one go.
-#[derive(Default)]
-pub(crate) struct Fields(Vec<FieldError>);
-
-impl Fields {
-    pub(crate) fn take<T>(&mut self, parsed: Result<T, stockflow_domain::ParseError>) -> Option<T> {
-        parsed.map_err(|error| self.0.push(error.into())).ok()
-    }
-
-    pub(crate) fn push(&mut self, field: &str, message: impl Into<String>) {
-        self.0.push(FieldError::new(field, message));
-    }
-
-    pub(crate) fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
-    }
-}
-
-/// A JSON object of bounded size, for `custom_fields` and `metadata`.
-pub(crate) fn json_object(
-    fields: &mut Fields,
-    name: &str,
-    value: serde_json::Value,
-    max: usize,
-) -> Option<serde_json::Value> {
-    if !value.is_object() {
-        fields.push(name, "must be a JSON object");
-        return None;
-    }
-    if serde_json::to_vec(&value).map_or(usize::MAX, |bytes| bytes.len()) > max {
-        fields.push(name, format!("must be at most {} KiB as JSON", max / 1024));
-        return None;
-    }
-    Some(value)
 }
 
 #[utoipa::path(
