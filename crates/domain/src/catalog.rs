@@ -22,8 +22,23 @@ impl Sku {
 }
 
 /// The start of a SKU, for prefix filters: the same characters as a SKU.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct SkuPrefix(String);
+
+impl TryFrom<String> for SkuPrefix {
+    type Error = ParseError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<SkuPrefix> for String {
+    fn from(prefix: SkuPrefix) -> Self {
+        prefix.0
+    }
+}
 
 impl SkuPrefix {
     pub fn parse(raw: &str) -> Result<Self, ParseError> {

@@ -2,12 +2,16 @@
 //! everywhere after. This crate does no IO and depends on no workspace crate.
 
 mod catalog;
+mod export;
+mod jobs;
 mod production;
 mod tenancy;
 mod token;
 mod upload;
 
 pub use catalog::{ProductName, Sku, SkuPrefix, Unit};
+pub use export::{BatchExportFilters, ExportFilters, ExportFormat, ExportKind, ExportStatus, ProductExportFilters};
+pub use jobs::{Envelope, ExportRequested, Job, Ping};
 pub use production::{BatchCode, BatchStatus, Notes, Quantity};
 pub use tenancy::{Email, OrgSlug, Role};
 pub use token::{ApiTokenSecret, TokenDigest, TokenLifetime};
