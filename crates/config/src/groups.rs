@@ -37,6 +37,23 @@ impl BrokerSettings {
     }
 }
 
+/// The outbox relay of a service that writes jobs (api, scheduler).
+#[derive(Clone, Debug)]
+pub struct OutboxSettings {
+    /// How often the relay looks for jobs left unpublished, e.g. written
+    /// while the broker was down (`OUTBOX_SWEEP_INTERVAL_MS`).
+    pub sweep_interval: std::time::Duration,
+}
+
+impl OutboxSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let millis: std::num::NonZeroU64 = env.or("OUTBOX_SWEEP_INTERVAL_MS", DEFAULT_SWEEP_MS)?;
+        Ok(Self { sweep_interval: std::time::Duration::from_millis(millis.get()) })
+    }
+}
+
+const DEFAULT_SWEEP_MS: std::num::NonZeroU64 = std::num::NonZeroU64::MIN.saturating_add(4999);
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
     /// One JSON object per line: what log shippers want in production.

@@ -12,7 +12,7 @@ mod storage;
 mod values;
 
 pub use env::{ConfigError, Env, FromEnvValue};
-pub use groups::{BrokerSettings, DatabaseSettings, HealthSettings, LogFormat, TelemetrySettings};
+pub use groups::{BrokerSettings, DatabaseSettings, HealthSettings, LogFormat, OutboxSettings, TelemetrySettings};
 pub use secret::Secret;
 pub use storage::{
     AbsolutePath, BackupStorageSettings, BucketName, HttpUrl, PartSize, S3Settings, StorageBackendKind, StorageSettings,

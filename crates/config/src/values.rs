@@ -2,7 +2,7 @@
 
 use crate::{FromEnvValue, Secret};
 use std::net::SocketAddr;
-use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::num::{NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::str::FromStr;
 
 macro_rules! positive_integer {
@@ -15,7 +15,7 @@ macro_rules! positive_integer {
         }
     )*};
 }
-positive_integer!(NonZeroU32, NonZeroU64, NonZeroUsize);
+positive_integer!(NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize);
 
 impl FromEnvValue for bool {
     const EXPECTED: &'static str = "true or false";

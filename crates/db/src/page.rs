@@ -54,7 +54,7 @@ impl WriteError {
 }
 
 /// `needle` matched literally inside a LIKE pattern.
-pub(crate) fn escape_like(needle: &str) -> String {
+pub fn escape_like(needle: &str) -> String {
     let mut escaped = String::with_capacity(needle.len());
     for c in needle.chars() {
         if matches!(c, '%' | '_' | '\\') {

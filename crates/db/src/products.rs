@@ -89,7 +89,7 @@ pub fn list(
     let mut query = products::table.filter(products::org_id.eq(org)).into_boxed();
     if let Some(prefix) = &filter.sku_prefix {
         // A SKU prefix holds no LIKE wildcards (SkuPrefix allows none).
-        query = query.filter(products::sku.like(format!("{}%", prefix.as_str())));
+        query = query.filter(products::sku.like(format!("{}%", crate::page::escape_like(prefix.as_str()))));
     }
     if let Some(needle) = &filter.name_contains {
         query = query.filter(products::name.ilike(format!("%{}%", crate::page::escape_like(needle))));

@@ -2,7 +2,7 @@
 //! reconnects with backoff whenever the broker goes away, so a service never
 //! needs a restart after a broker restart, and readiness reflects the link.
 
-use crate::Backoff;
+use crate::{Backoff, Topology};
 use futures_util::StreamExt;
 use lapin::{Connection, ConnectionProperties, Event, uri::AMQPUri};
 use std::sync::Arc;
@@ -35,27 +35,52 @@ pub struct Broker {
     link: watch::Receiver<Link>,
     namespace: AmqpNamespace,
     supervisor: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    /// Closes the connection. Separate from the service's shutdown signal:
+    /// consumers still settle the messages in hand after shutdown fires.
+    closing: Shutdown,
 }
 
 impl Broker {
     /// Starts connecting in the background and returns at once; until the
     /// first connection succeeds the broker reports itself down.
-    pub fn start(settings: &BrokerSettings, service: &'static str, shutdown: Shutdown) -> Result<Self, InvalidAmqpUrl> {
+    pub fn start(settings: &BrokerSettings, service: &'static str) -> Result<Self, InvalidAmqpUrl> {
         let mut uri: AMQPUri = settings.url.expose().parse().map_err(InvalidAmqpUrl)?;
         uri.query.heartbeat = uri.query.heartbeat.or(Some(DEFAULT_HEARTBEAT_SECS));
         uri.query.connection_timeout =
             uri.query.connection_timeout.or(Some(u64::try_from(CONNECT_TIMEOUT.as_millis()).unwrap_or(5000)));
         let (tx, link) = watch::channel(Link::Down("not connected yet".to_owned()));
-        let supervisor = tokio::spawn(supervise(uri, service, tx, shutdown));
+        let topology = Topology::new(&settings.namespace);
+        let closing = Shutdown::new();
+        let supervisor = tokio::spawn(supervise(uri, service, topology, tx, closing.clone()));
         Ok(Self {
             link,
             namespace: settings.namespace.clone(),
             supervisor: Arc::new(tokio::sync::Mutex::new(Some(supervisor))),
+            closing,
         })
     }
 
     pub fn namespace(&self) -> &AmqpNamespace {
         &self.namespace
+    }
+
+    /// Waits for a live connection; never returns while the broker is down.
+    pub async fn connected(&self) -> Arc<Connection> {
+        let mut link = self.link.clone();
+        loop {
+            if let Some(connection) = self.connection() {
+                return connection;
+            }
+            if link.changed().await.is_err() {
+                // The supervisor is gone (shutdown): no connection will come.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Why there is no connection, for error messages.
+    pub fn down_reason(&self) -> String {
+        self.status().err().unwrap_or_else(|| "connected".to_owned())
     }
 
     /// The live connection, if there is one right now.
@@ -70,8 +95,9 @@ impl Broker {
         BrokerCheck { broker: self.clone() }
     }
 
-    /// Waits for the supervisor to close the connection after shutdown.
+    /// Closes the connection for good and waits until it is closed.
     pub async fn closed(&self) {
+        self.closing.trigger();
         if let Some(task) = self.supervisor.lock().await.take() {
             let _ = task.await;
         }
@@ -101,12 +127,18 @@ impl Check for BrokerCheck {
     }
 }
 
-async fn supervise(uri: AMQPUri, service: &'static str, link: watch::Sender<Link>, shutdown: Shutdown) {
+async fn supervise(
+    uri: AMQPUri,
+    service: &'static str,
+    topology: Topology,
+    link: watch::Sender<Link>,
+    shutdown: Shutdown,
+) {
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
     let properties = || ConnectionProperties::default().with_connection_name(format!("stockflow-{service}").into());
     while !shutdown.is_triggered() {
         let attempt = tokio::select! {
-            attempt = Connection::connect_uri(uri.clone(), properties()) => attempt,
+            attempt = connect(&uri, properties(), &topology) => attempt,
             () = shutdown.wait() => break,
         };
         match attempt {
@@ -137,6 +169,25 @@ async fn supervise(uri: AMQPUri, service: &'static str, link: watch::Sender<Link
                     () = shutdown.wait() => break,
                 }
             }
+        }
+    }
+}
+
+/// Connects and declares the topology, so a service only reports the broker
+/// up once its exchanges and queues exist.
+async fn connect(uri: &AMQPUri, properties: ConnectionProperties, topology: &Topology) -> Result<Connection, String> {
+    let connection = Connection::connect_uri(uri.clone(), properties).await.map_err(|error| error.to_string())?;
+    let declared = async {
+        let channel = connection.create_channel().await?;
+        topology.declare(&channel).await?;
+        channel.close(200, "topology declared".into()).await
+    }
+    .await;
+    match declared {
+        Ok(()) => Ok(connection),
+        Err(error) => {
+            let _ = connection.close(200, "cannot declare the topology".into()).await;
+            Err(format!("cannot declare the topology: {error}"))
         }
     }
 }

@@ -3,7 +3,12 @@
 //! broker connection, report readiness on both, and stop cleanly on
 //! SIGTERM/SIGINT within the 10 s a container runtime allows.
 
+pub mod outbox;
+
+pub use outbox::OutboxRelay;
+
 use actix_web::dev::{Server, ServerHandle};
+use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +16,7 @@ use stockflow_config::{BackupStorageSettings, BrokerSettings, DatabaseSettings, 
 use stockflow_db::Database;
 use stockflow_queue::{Broker, InvalidAmqpUrl};
 use stockflow_storage::{Storage, StorageCheck, StorageError};
-use stockflow_telemetry::{Readiness, Shutdown, serve_health};
+use stockflow_telemetry::{MetricsSource, Readiness, Shutdown, serve_health};
 
 const MEDIA_STORE: &str = "storage";
 const BACKUP_STORE: &str = "backup_storage";
@@ -61,7 +66,7 @@ impl Connections {
     ) -> Result<Self, StartupError> {
         Ok(Self {
             database: Database::connect_lazy(database),
-            broker: Broker::start(broker, service, shutdown.clone())?,
+            broker: Broker::start(broker, service)?,
             shutdown,
             stores: Vec::new(),
         })
@@ -113,13 +118,23 @@ impl Connections {
     }
 }
 
+/// Work that must end before the broker connection closes: consumers
+/// settling the messages in hand, a relay finishing its batch.
+pub type BeforeClose = Vec<BoxFuture<'static, ()>>;
+
 /// Runs an HTTP server until the shutdown signal fires, then stops it
-/// gracefully (in-flight requests finish) and closes the broker connection.
-pub async fn serve_until_stopped(server: Server, connections: Connections) -> Result<(), RunError> {
+/// gracefully (in-flight requests finish), waits for `before_close`, and
+/// closes the broker connection.
+pub async fn serve_until_stopped(
+    server: Server,
+    connections: Connections,
+    before_close: BeforeClose,
+) -> Result<(), RunError> {
     let stopper = tokio::spawn(stop_on(connections.shutdown.clone(), server.handle()));
     let served = server.await;
     stopper.abort();
     connections.shutdown.trigger();
+    futures_util::future::join_all(before_close).await;
     connections.broker.closed().await;
     tracing::info!("stopped");
     Ok(served?)
@@ -136,14 +151,28 @@ pub struct BackgroundService {
     address: SocketAddr,
     health: Server,
     connections: Connections,
+    before_close: BeforeClose,
 }
 
 impl BackgroundService {
-    pub fn start(bind: SocketAddr, connections: Connections) -> Result<Self, StartupError> {
-        let (address, health) = serve_health(bind, connections.readiness())
-            .map_err(|source| StartupError::Bind { address: bind, source })?;
+    /// `readiness` is usually `connections.readiness()` plus the service's
+    /// own checks; `metrics`, when given, is served on `/metrics`.
+    pub fn start(
+        bind: SocketAddr,
+        connections: Connections,
+        readiness: Readiness,
+        metrics: Option<Arc<dyn MetricsSource>>,
+    ) -> Result<Self, StartupError> {
+        let (address, health) =
+            serve_health(bind, readiness, metrics).map_err(|source| StartupError::Bind { address: bind, source })?;
         tracing::info!(%address, "health endpoints listening");
-        Ok(Self { address, health, connections })
+        Ok(Self { address, health, connections, before_close: Vec::new() })
+    }
+
+    /// Waits for `work` after shutdown, before the broker connection closes.
+    pub fn finish_before_close(mut self, work: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.before_close.push(Box::pin(work));
+        self
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -155,7 +184,7 @@ impl BackgroundService {
     }
 
     pub async fn run_until_stopped(self) -> Result<(), RunError> {
-        serve_until_stopped(self.health, self.connections).await
+        serve_until_stopped(self.health, self.connections, self.before_close).await
     }
 }
 

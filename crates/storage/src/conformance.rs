@@ -30,6 +30,13 @@ pub trait Fixture: Send + Sync {
 
     /// Whether the backend hands out presigned URLs.
     fn presigns(&self) -> bool;
+
+    /// Whether `discard_incomplete` can find what a crashed put left: a
+    /// store that does not implement ListMultipartUploads (s3s-fs) cannot,
+    /// and relies on the bucket's lifecycle rule instead.
+    fn finds_crashed_puts(&self) -> bool {
+        true
+    }
 }
 
 /// Expands to the whole suite for a backend; `$fixture` is an async function
@@ -49,6 +56,7 @@ macro_rules! storage_conformance_tests {
             a_failing_body_leaves_nothing,
             a_cancelled_put_leaves_nothing,
             an_interrupted_overwrite_keeps_the_old_object,
+            what_a_crashed_put_left_is_discarded,
             concurrent_puts_to_different_keys_all_land,
             presigned_urls_work_until_they_expire,
             health_check_tells_a_broken_store,
@@ -332,6 +340,38 @@ pub async fn an_interrupted_overwrite_keeps_the_old_object(fixture: &dyn Fixture
     assert!(tokio::time::timeout(Duration::from_secs(2), stalled).await.is_err());
     assert_eq!(read_all(&*storage, &key, None).await, old);
     assert_no_leftovers(fixture).await;
+}
+
+/// A process killed mid-put runs no cleanup. Holding the stalled put (not
+/// dropping it, which would clean up) while discarding looks the same to
+/// the store.
+pub async fn what_a_crashed_put_left_is_discarded(fixture: &dyn Fixture) {
+    let storage = fixture.storage();
+    let neighbour = key("crashed/other.csv");
+    let key = key("crashed/export.csv");
+    put(&*storage, &neighbour, pattern(100, 15), PutMode::CreateNew).await.unwrap();
+    assert_eq!(storage.discard_incomplete(&key).await.unwrap(), 0, "nothing was left yet");
+    let mut crashed = storage.put(&key, stalled_body(12 * MIB), PutMode::Overwrite);
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), &mut crashed).await.is_err(),
+            "a stalled put finished"
+        );
+        left = fixture.leftovers().await;
+        if !left.is_empty() {
+            break;
+        }
+    }
+    assert!(!left.is_empty(), "the interrupted put left nothing to discard");
+    let discarded = storage.discard_incomplete(&key).await.unwrap();
+    if fixture.finds_crashed_puts() {
+        assert!(discarded >= 1);
+        assert!(fixture.leftovers().await.is_empty(), "discard left {:?}", fixture.leftovers().await);
+    }
+    assert_eq!(storage.head(&key).await.unwrap(), None);
+    assert_eq!(read_all(&*storage, &neighbour, None).await, pattern(100, 15), "discard touched another key");
+    drop(crashed);
 }
 
 pub async fn concurrent_puts_to_different_keys_all_land(fixture: &dyn Fixture) {

@@ -70,7 +70,7 @@ impl Storage for LocalFs {
         let (root, owned_key) = (self.root.clone(), key.clone());
         blocking(move || create_parents(&root, &owned_key)).await.map_err(fail)?;
 
-        let temp = TempFile::new_in(&dir);
+        let temp = TempFile::new_in(&dir, &file_name(&target));
         let file = blocking({
             let temp = Arc::clone(&temp);
             move || create_temp(&temp)
@@ -151,6 +151,13 @@ impl Storage for LocalFs {
         }
     }
 
+    async fn discard_incomplete(&self, key: &Key) -> Result<u64, StorageError> {
+        let target = self.path_of(key);
+        blocking(move || discard_temp_files(&target))
+            .await
+            .map_err(|source| StorageError::io("discard", Some(key), source))
+    }
+
     async fn delete(&self, key: &Key) -> Result<(), StorageError> {
         match tokio::fs::remove_file(self.path_of(key)).await {
             Ok(()) => Ok(()),
@@ -223,6 +230,33 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// The root is a directory where a file can be created, made durable and
 /// removed: what every put needs.
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Removes the temp files of `target`'s object from its directory.
+fn discard_temp_files(target: &Path) -> io::Result<u64> {
+    let Some(dir) = target.parent() else { return Ok(0) };
+    let prefix = temp::owner_prefix(&file_name(target));
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(error) if error.kind() == ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(removed)
+}
+
 fn probe(root: &Path) -> Result<(), StorageError> {
     let down =
         |what: &str, error: io::Error| StorageError::Unavailable(format!("root {}: {what}: {error}", root.display()));
@@ -230,7 +264,7 @@ fn probe(root: &Path) -> Result<(), StorageError> {
     if !metadata.is_dir() {
         return Err(StorageError::Unavailable(format!("root {} is not a directory", root.display())));
     }
-    let temp = TempFile::new_in(root);
+    let temp = TempFile::new_in(root, "health-probe");
     let mut file = create_temp(&temp).map_err(|error| down("cannot create a file", error))?;
     file.write_all(b"probe").and_then(|()| file.sync_all()).map_err(|error| down("cannot write a file", error))?;
     drop(file);

@@ -151,6 +151,37 @@ impl Storage for S3 {
         }
     }
 
+    async fn discard_incomplete(&self, key: &Key) -> Result<u64, StorageError> {
+        let listed = self.client.list_multipart_uploads().bucket(&self.bucket).prefix(key.as_str()).send().await;
+        let listed = match listed {
+            Ok(listed) => listed,
+            // Some S3-compatible stores cannot list uploads; their bucket's
+            // lifecycle rule (AbortIncompleteMultipartUpload) is the cleanup.
+            Err(error) if error.as_service_error().and_then(|e| e.meta().code()) == Some("NotImplemented") => {
+                tracing::debug!(%key, "the store cannot list unfinished uploads; leaving them to its lifecycle rule");
+                return Ok(0);
+            }
+            Err(error) => return Err(sdk_error("list uploads", Some(key), error)),
+        };
+        let mut aborted = 0;
+        for upload in listed.uploads() {
+            let (Some(upload_key), Some(upload_id)) = (upload.key(), upload.upload_id()) else { continue };
+            if upload_key != key.as_str() {
+                continue;
+            }
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(upload_key)
+                .upload_id(upload_id)
+                .send()
+                .await
+                .map_err(|error| sdk_error("abort upload", Some(key), error))?;
+            aborted += 1;
+        }
+        Ok(aborted)
+    }
+
     async fn delete(&self, key: &Key) -> Result<(), StorageError> {
         match self.client.delete_object().bucket(&self.bucket).key(key.as_str()).send().await {
             Ok(_) => Ok(()),

@@ -30,6 +30,13 @@ pub trait Storage: fmt::Debug + Send + Sync {
     /// because its first attempt got further than it knew.
     async fn delete(&self, key: &Key) -> Result<(), StorageError>;
 
+    /// Removes what puts of `key` that never finished left behind (a temp
+    /// file, an unfinished multipart upload) because their process died
+    /// before its cleanup could run; returns how many it removed. Only call
+    /// it while no put of `key` is running (e.g. under the lock of the row
+    /// that owns the key): it would break that put.
+    async fn discard_incomplete(&self, key: &Key) -> Result<u64, StorageError>;
+
     /// Every object under `prefix`, at any depth, in no particular order.
     /// The stream ends after its first error.
     fn list(&self, prefix: &Prefix) -> BoxStream<'static, Result<ObjectMeta, StorageError>>;

@@ -89,18 +89,40 @@ pub fn health_routes(readiness: Readiness) -> impl FnOnce(&mut web::ServiceConfi
     }
 }
 
-/// Serves only `/healthz` and `/readyz`, for services with no HTTP API of
-/// their own. Returns the bound address (port 0 picks a free port) and the
-/// server, which stops gracefully when its handle is told to.
-pub fn serve_health(bind: SocketAddr, readiness: Readiness) -> std::io::Result<(SocketAddr, actix_web::dev::Server)> {
-    let server = actix_web::HttpServer::new(move || actix_web::App::new().configure(health_routes(readiness.clone())))
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .bind(bind)?;
+/// Whatever a service exposes on `/metrics`, in the Prometheus text format.
+pub trait MetricsSource: Send + Sync + 'static {
+    fn render(&self) -> BoxFuture<'_, String>;
+}
+
+/// Prometheus text exposition format 0.0.4.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serves `/healthz`, `/readyz` and, when given, `/metrics`, for services
+/// with no HTTP API of their own. Returns the bound address (port 0 picks a
+/// free port) and the server, which stops gracefully when told to.
+pub fn serve_health(
+    bind: SocketAddr,
+    readiness: Readiness,
+    metrics: Option<Arc<dyn MetricsSource>>,
+) -> std::io::Result<(SocketAddr, actix_web::dev::Server)> {
+    let server = actix_web::HttpServer::new(move || {
+        let app = actix_web::App::new().configure(health_routes(readiness.clone()));
+        match metrics.clone() {
+            Some(source) => app.app_data(web::Data::from(source)).route("/metrics", web::get().to(render_metrics)),
+            None => app,
+        }
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(bind)?;
     let address =
         server.addrs().first().copied().ok_or_else(|| std::io::Error::other("health server bound no address"))?;
     Ok((address, server.run()))
+}
+
+async fn render_metrics(source: web::Data<dyn MetricsSource>) -> HttpResponse {
+    HttpResponse::Ok().content_type(METRICS_CONTENT_TYPE).body(source.render().await)
 }
 
 #[cfg(test)]

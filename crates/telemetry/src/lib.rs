@@ -5,6 +5,8 @@ mod health;
 mod logging;
 mod shutdown;
 
-pub use health::{Check, CheckFuture, Readiness, ReadinessReport, health_routes, serve_health};
+pub use health::{
+    Check, CheckFuture, METRICS_CONTENT_TYPE, MetricsSource, Readiness, ReadinessReport, health_routes, serve_health,
+};
 pub use logging::{init, init_stderr};
 pub use shutdown::Shutdown;

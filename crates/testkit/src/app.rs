@@ -19,6 +19,9 @@ pub struct TestApp {
     pub database_proxy: TcpProxy,
     pub broker_proxy: TcpProxy,
     pub http: reqwest::Client,
+    /// The environment the service read, e.g. to start another service
+    /// against the same database, namespace and storage.
+    pub env: Env,
     shutdown: Shutdown,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     allow_unpublished_outbox: bool,
@@ -88,8 +91,10 @@ impl Drop for TestApp {
         }
         // A job left in the outbox is work the test started and never saw
         // through; a passing test must not hide it.
-        if !std::thread::panicking() && !self.allow_unpublished_outbox {
-            let left = self.unpublished_outbox_rows();
+        let left =
+            (!std::thread::panicking() && !self.allow_unpublished_outbox).then(|| self.unpublished_outbox_rows());
+        crate::broker::delete_namespace(&self.namespace);
+        if let Some(left) = left {
             assert_eq!(left, 0, "the test left {left} unpublished outbox job(s) behind");
         }
     }
@@ -132,7 +137,7 @@ impl TestAppBuilder {
         }
 
         let shutdown = Shutdown::new();
-        let (address, run) = start(env, shutdown.clone()).await.expect("service starts");
+        let (address, run) = start(env.clone(), shutdown.clone()).await.expect("service starts");
         TestApp {
             address,
             namespace,
@@ -140,6 +145,7 @@ impl TestAppBuilder {
             database_proxy,
             broker_proxy,
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("HTTP client"),
+            env,
             shutdown,
             task: Some(tokio::spawn(run)),
             allow_unpublished_outbox: self.allow_unpublished_outbox,

@@ -12,6 +12,7 @@
 //! point the suite elsewhere.
 
 mod app;
+pub mod broker;
 pub mod contract;
 mod database;
 mod nginx;

@@ -15,7 +15,7 @@ pub fn free_port() -> u16 {
 pub struct ProcessEnv {
     pub env: Env,
     pub database: TestDatabase,
-    _storage_root: tempfile::TempDir,
+    pub storage_root: tempfile::TempDir,
 }
 
 impl ProcessEnv {
@@ -24,11 +24,11 @@ impl ProcessEnv {
         let storage_root = tempfile::tempdir().expect("create storage root");
         let env =
             service_env(database.url(), &amqp_url(), &unique_namespace(), &storage_root.path().display().to_string());
-        Self { env, database, _storage_root: storage_root }
+        Self { env, database, storage_root }
     }
 
     pub fn with(mut self, var: &str, value: &str) -> Self {
-        self.env = self.env.with(var, value);
+        self.env = std::mem::take(&mut self.env).with(var, value);
         self
     }
 
@@ -42,6 +42,14 @@ impl ProcessEnv {
 
     pub fn run(&self, binary: &str, args: &[&str]) -> Output {
         self.command(binary).args(args).stdin(Stdio::null()).output().expect("run service binary")
+    }
+}
+
+impl Drop for ProcessEnv {
+    fn drop(&mut self) {
+        if let Some(namespace) = self.env.get("AMQP_NAMESPACE") {
+            crate::broker::delete_namespace(namespace);
+        }
     }
 }
 
@@ -100,6 +108,13 @@ impl ServiceProcess {
             (response.status() == 200).then_some(())
         })
         .await
+    }
+
+    /// SIGKILL: the process gets no chance to clean up, as in a crash or
+    /// an out-of-memory kill.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.child.kill().expect("SIGKILL the service");
+        self.child.wait().expect("reap the service")
     }
 
     /// Sends SIGTERM and waits up to `limit` for the process to exit.

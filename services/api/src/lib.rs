@@ -4,6 +4,8 @@ mod attachments;
 mod auth;
 mod batches;
 pub mod commands;
+mod delivery;
+mod exports;
 mod extract;
 mod health;
 mod last_used;

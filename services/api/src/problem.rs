@@ -23,6 +23,14 @@ pub enum ApiError {
     Conflict { field: &'static str },
     #[error("{0}")]
     InUse(String),
+    /// The record exists but cannot do this yet (an export still running).
+    #[error("{0}")]
+    NotReady(String),
+    /// The record's file is gone for good (an expired export).
+    #[error("{0}")]
+    Gone(String),
+    #[error("this Idempotency-Key was used with another request body")]
+    IdempotencyKeyReused,
     /// Malformed JSON, query string or path.
     #[error("{0}")]
     BadRequest(String),
@@ -45,7 +53,7 @@ pub enum ApiError {
 /// Every `code` with its status and title, for the OpenAPI document. The
 /// test below matches `ApiError` without a wildcard, so a new variant stops
 /// it compiling until it is added there, and then fails it until listed here.
-pub(crate) const CODES: [(&str, u16, &str); 13] = [
+pub(crate) const CODES: [(&str, u16, &str); 16] = [
     ("bad_request", 400, "Malformed request"),
     ("unauthorized", 401, "Authentication required"),
     ("forbidden", 403, "Not allowed"),
@@ -53,8 +61,11 @@ pub(crate) const CODES: [(&str, u16, &str); 13] = [
     ("method_not_allowed", 405, "Method not allowed"),
     ("conflict", 409, "Already exists"),
     ("in_use", 409, "Still in use"),
+    ("not_ready", 409, "Not ready"),
+    ("expired", 410, "Expired"),
     ("payload_too_large", 413, "Request too large"),
     ("unsupported_media_type", 415, "Unsupported file type"),
+    ("idempotency_key_reused", 422, "Idempotency key reused"),
     ("validation_failed", 422, "Invalid request"),
     ("internal_error", 500, "Internal server error"),
     ("service_unavailable", 503, "Service unavailable"),
@@ -119,6 +130,9 @@ impl ApiError {
             Self::Validation(_) => "validation_failed",
             Self::Conflict { .. } => "conflict",
             Self::InUse(_) => "in_use",
+            Self::NotReady(_) => "not_ready",
+            Self::Gone(_) => "expired",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::BadRequest(_) => "bad_request",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
@@ -137,6 +151,9 @@ impl ApiError {
             Self::Validation(_) => "Invalid request",
             Self::Conflict { .. } => "Already exists",
             Self::InUse(_) => "Still in use",
+            Self::NotReady(_) => "Not ready",
+            Self::Gone(_) => "Expired",
+            Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::BadRequest(_) => "Malformed request",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge(_) => "Request too large",
@@ -186,7 +203,9 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Conflict { .. } | Self::InUse(_) => StatusCode::CONFLICT,
+            Self::Conflict { .. } | Self::InUse(_) | Self::NotReady(_) => StatusCode::CONFLICT,
+            Self::Gone(_) => StatusCode::GONE,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -243,6 +262,9 @@ mod tests {
             ApiError::invalid("sku", "bad"),
             ApiError::Conflict { field: "sku" },
             ApiError::InUse("referenced".to_owned()),
+            ApiError::NotReady("running".to_owned()),
+            ApiError::Gone("expired".to_owned()),
+            ApiError::IdempotencyKeyReused,
             ApiError::BadRequest("bad".to_owned()),
             ApiError::MethodNotAllowed,
             ApiError::PayloadTooLarge("big".to_owned()),
@@ -259,6 +281,9 @@ mod tests {
                 | ApiError::Validation(_)
                 | ApiError::Conflict { .. }
                 | ApiError::InUse(_)
+                | ApiError::NotReady(_)
+                | ApiError::Gone(_)
+                | ApiError::IdempotencyKeyReused
                 | ApiError::BadRequest(_)
                 | ApiError::MethodNotAllowed
                 | ApiError::PayloadTooLarge(_)

@@ -77,6 +77,7 @@ fn table() -> Vec<Endpoint> {
     table.extend(crate::batches::endpoints());
     table.extend(crate::tokens::endpoints());
     table.extend(crate::attachments::endpoints());
+    table.extend(crate::exports::endpoints());
     table
 }
 

@@ -2,8 +2,8 @@ use std::net::SocketAddr;
 use std::num::NonZeroU64;
 use std::num::NonZeroUsize;
 use stockflow_config::{
-    BrokerSettings, ConfigError, DatabaseSettings, Env, FromEnvValue, StorageBackendKind, StorageSettings,
-    TelemetrySettings,
+    BrokerSettings, ConfigError, DatabaseSettings, Env, FromEnvValue, OutboxSettings, StorageBackendKind,
+    StorageSettings, TelemetrySettings,
 };
 use stockflow_domain::MimeType;
 
@@ -15,6 +15,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     pub api: ApiSettings,
     pub uploads: UploadSettings,
+    pub outbox: OutboxSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +36,7 @@ impl Settings {
             uploads: UploadSettings::from_env(env, &storage)?,
             storage,
             api: ApiSettings::from_env(env)?,
+            outbox: OutboxSettings::from_env(env)?,
         })
     }
 }

@@ -1,8 +1,11 @@
 use crate::observability::{self, Metrics};
 use crate::{Settings, extract, routes};
 use actix_web::{App, HttpServer, dev::Server, middleware::from_fn, web};
+use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
-use stockflow_runtime::{Connections, RunError, StartupError, serve_until_stopped};
+use std::sync::Arc;
+use stockflow_queue::Publisher;
+use stockflow_runtime::{BeforeClose, Connections, OutboxRelay, RunError, StartupError, serve_until_stopped};
 use stockflow_telemetry::Shutdown;
 
 /// Requests still running this long after SIGTERM are dropped, so the
@@ -13,6 +16,7 @@ pub struct Application {
     address: SocketAddr,
     server: Server,
     connections: Connections,
+    before_close: BeforeClose,
 }
 
 impl Application {
@@ -31,6 +35,14 @@ impl Application {
             source: stockflow_storage::StorageError::Unavailable("no media store was opened".to_owned()),
         })?;
         let uploads = web::Data::new(crate::attachments::Uploads { settings: settings.uploads.clone(), storage });
+        let publisher = Arc::new(Publisher::new(connections.broker.clone()));
+        let (relay, relay_task) = OutboxRelay::start(
+            connections.database.clone(),
+            publisher,
+            settings.outbox.sweep_interval,
+            connections.shutdown.clone(),
+        );
+        let relay = web::Data::new(relay);
         // One registry for all workers, so a scrape sees every request.
         let metrics = web::Data::new(Metrics::default());
         let bind = settings.api.bind;
@@ -39,6 +51,7 @@ impl Application {
                 .wrap(from_fn(observability::observe))
                 .app_data(database.clone())
                 .app_data(uploads.clone())
+                .app_data(relay.clone())
                 .app_data(metrics.clone())
                 .app_data(readiness.clone())
                 .app_data(extract::json_config())
@@ -54,7 +67,10 @@ impl Application {
         .map_err(|source| StartupError::Bind { address: bind, source })?;
         let address = server.addrs().first().copied().unwrap_or(bind);
         tracing::info!(%address, "API listening");
-        Ok(Self { address, server: server.run(), connections })
+        let relay_stopped: BoxFuture<'static, ()> = Box::pin(async move {
+            let _ = relay_task.await;
+        });
+        Ok(Self { address, server: server.run(), connections, before_close: vec![relay_stopped] })
     }
 
     /// The bound address (port 0 in tests picks a free one).
@@ -63,6 +79,6 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self) -> Result<(), RunError> {
-        serve_until_stopped(self.server, self.connections).await
+        serve_until_stopped(self.server, self.connections, self.before_close).await
     }
 }

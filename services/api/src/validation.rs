@@ -16,6 +16,11 @@ impl Fields {
         self.0.push(FieldError::new(field, message));
     }
 
+    /// Errors so far, to tell whether a step added any.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     pub(crate) fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
     }

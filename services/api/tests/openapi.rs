@@ -157,8 +157,11 @@ async fn v1_operations_need_the_bearer_token_and_nothing_else_does() {
 }
 
 /// Responses that are errors but, by HTTP or by design, not problems.
-const NOT_PROBLEMS: [(&str, &str, &str); 2] =
-    [("GET", "/readyz", "503"), ("GET", "/v1/attachments/{id}/content", "416")];
+const NOT_PROBLEMS: [(&str, &str, &str); 3] = [
+    ("GET", "/readyz", "503"),
+    ("GET", "/v1/attachments/{id}/content", "416"),
+    ("GET", "/v1/exports/{id}/content", "416"),
+];
 
 #[tokio::test]
 async fn every_error_is_a_problem_and_the_problem_lists_every_code() {

@@ -46,7 +46,8 @@ impl Application {
         let connections = Connections::open(&settings.database, &settings.broker, "backup", shutdown)?
             .with_media_store(&settings.storage)?
             .with_backup_store(&settings.backup_storage)?;
-        Ok(Self { service: BackgroundService::start(settings.health.bind, connections)? })
+        let readiness = connections.readiness();
+        Ok(Self { service: BackgroundService::start(settings.health.bind, connections, readiness, None)? })
     }
 
     /// Where `/healthz` and `/readyz` listen (port 0 in tests picks a free one).

@@ -35,7 +35,8 @@ impl Application {
     #[tracing::instrument(name = "scheduler.build", skip_all, fields(health_bind = %settings.health.bind), err)]
     pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartupError> {
         let connections = Connections::open(&settings.database, &settings.broker, "scheduler", shutdown)?;
-        Ok(Self { service: BackgroundService::start(settings.health.bind, connections)? })
+        let readiness = connections.readiness();
+        Ok(Self { service: BackgroundService::start(settings.health.bind, connections, readiness, None)? })
     }
 
     /// Where `/healthz` and `/readyz` listen (port 0 in tests picks a free one).

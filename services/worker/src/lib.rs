@@ -1,13 +1,21 @@
 //! stockflow-worker: Runs queued jobs: report exports and storage maintenance.
 
+mod exports;
 pub mod migrate_storage;
+mod ping;
 
+use futures_util::future::BoxFuture;
 use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
+use std::sync::Arc;
+use std::time::Duration;
 use stockflow_config::{
     BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, StorageSettings, TelemetrySettings,
 };
+use stockflow_queue::topology::{EXPORTS, MAINTENANCE};
+use stockflow_queue::{Broker, Consumer, ConsumerSettings, JobMetrics, Publisher};
 use stockflow_runtime::{BackgroundService, Connections, RunError, StartupError};
-use stockflow_telemetry::Shutdown;
+use stockflow_telemetry::{MetricsSource, Shutdown};
 
 pub const HEALTH_BIND_VAR: &str = "WORKER_HEALTH_BIND";
 const DEFAULT_HEALTH_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8001);
@@ -19,6 +27,46 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub health: HealthSettings,
     pub storage: StorageSettings,
+    pub jobs: JobSettings,
+}
+
+/// How the worker takes and retries jobs, and how long export files live.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Jobs in hand at once, per queue (`WORKER_CONCURRENCY`).
+    pub concurrency: NonZeroU16,
+    /// Attempts before a failing job is dead-lettered (`JOB_MAX_ATTEMPTS`).
+    pub max_attempts: NonZeroU32,
+    /// First retry delay; each further one waits 4 times longer, up to the max.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Days an export file is kept after it is written (`EXPORT_RETENTION_DAYS`).
+    pub export_retention_days: NonZeroU32,
+}
+
+impl JobSettings {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let millis = |var: &str, default: u64| -> Result<Duration, ConfigError> {
+            let value: NonZeroU64 = env.or(var, NonZeroU64::MIN.saturating_add(default - 1))?;
+            Ok(Duration::from_millis(value.get()))
+        };
+        Ok(Self {
+            concurrency: env.or("WORKER_CONCURRENCY", NonZeroU16::MIN.saturating_add(3))?,
+            max_attempts: env.or("JOB_MAX_ATTEMPTS", NonZeroU32::MIN.saturating_add(4))?,
+            retry_base: millis("JOB_RETRY_BASE_MS", 1_000)?,
+            retry_max: millis("JOB_RETRY_MAX_MS", 300_000)?,
+            export_retention_days: env.or("EXPORT_RETENTION_DAYS", NonZeroU32::MIN.saturating_add(6))?,
+        })
+    }
+
+    fn consumer(&self) -> ConsumerSettings {
+        ConsumerSettings {
+            prefetch: self.concurrency.get(),
+            max_attempts: self.max_attempts.get(),
+            retry_base: self.retry_base,
+            retry_max: self.retry_max.max(self.retry_base),
+        }
+    }
 }
 
 impl Settings {
@@ -29,6 +77,7 @@ impl Settings {
             broker: BrokerSettings::from_env(env)?,
             health: HealthSettings::from_env(env, HEALTH_BIND_VAR, DEFAULT_HEALTH_BIND)?,
             storage: StorageSettings::from_env(env)?,
+            jobs: JobSettings::from_env(env)?,
         })
     }
 }
@@ -40,17 +89,69 @@ pub struct Application {
 impl Application {
     #[tracing::instrument(name = "worker.build", skip_all, fields(health_bind = %settings.health.bind), err)]
     pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartupError> {
-        let connections = Connections::open(&settings.database, &settings.broker, "worker", shutdown)?
+        let connections = Connections::open(&settings.database, &settings.broker, "worker", shutdown.clone())?
             .with_media_store(&settings.storage)?;
-        Ok(Self { service: BackgroundService::start(settings.health.bind, connections)? })
+        let storage = connections.media_store().ok_or(StartupError::Storage {
+            name: "storage",
+            source: stockflow_storage::StorageError::Unavailable("no media store was opened".to_owned()),
+        })?;
+        let publisher = Arc::new(Publisher::new(connections.broker.clone()));
+        let metrics = Arc::new(JobMetrics::default());
+        let consumer = settings.jobs.consumer();
+        let exports = Consumer::new(EXPORTS)
+            .route(exports::ExportHandler {
+                database: connections.database.clone(),
+                storage,
+                retention: chrono::Duration::days(i64::from(settings.jobs.export_retention_days.get())),
+            })
+            .start(
+                connections.broker.clone(),
+                Arc::clone(&publisher),
+                Arc::clone(&metrics),
+                consumer.clone(),
+                shutdown.clone(),
+            );
+        let maintenance = Consumer::new(MAINTENANCE).route(ping::PingHandler).start(
+            connections.broker.clone(),
+            publisher,
+            Arc::clone(&metrics),
+            consumer,
+            shutdown,
+        );
+        let readiness = connections.readiness().with(exports.check()).with(maintenance.check());
+        let source = Arc::new(WorkerMetrics { jobs: metrics, broker: connections.broker.clone() });
+        let service = BackgroundService::start(settings.health.bind, connections, readiness, Some(source))?
+            .finish_before_close(exports.stopped())
+            .finish_before_close(maintenance.stopped());
+        Ok(Self { service })
     }
 
-    /// Where `/healthz` and `/readyz` listen (port 0 in tests picks a free one).
+    /// Where `/healthz`, `/readyz` and `/metrics` listen (port 0 in tests
+    /// picks a free one).
     pub fn address(&self) -> SocketAddr {
         self.service.address()
     }
 
     pub async fn run_until_stopped(self) -> Result<(), RunError> {
         self.service.run_until_stopped().await
+    }
+}
+
+struct WorkerMetrics {
+    jobs: Arc<JobMetrics>,
+    broker: Broker,
+}
+
+impl MetricsSource for WorkerMetrics {
+    fn render(&self) -> BoxFuture<'_, String> {
+        Box::pin(async move {
+            let mut out = String::with_capacity(4096);
+            self.jobs.render(&mut out);
+            let depths = tokio::time::timeout(Duration::from_secs(2), stockflow_queue::queue_depths(&self.broker))
+                .await
+                .unwrap_or_default();
+            stockflow_queue::render_queue_depths(&depths, &mut out);
+            out
+        })
     }
 }

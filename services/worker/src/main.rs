@@ -1,6 +1,7 @@
 use clap::{CommandFactory, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
+use stockflow_domain::{ExportFormat, ExportKind};
 use stockflow_telemetry::Shutdown;
 use stockflow_worker::migrate_storage::{self, Backend, Direction, MigrateError, MigrateSettings, Options};
 use stockflow_worker::{Application, Settings};
@@ -41,6 +42,19 @@ enum Command {
         #[arg(long, default_value = "4", value_parser = parse_jobs)]
         jobs: NonZeroUsize,
     },
+    /// Print the SQL an export runs, to run it by hand with psql. It reads
+    /// its filters from settings: first `SET stockflow.export_org_id =
+    /// '<org uuid>'` and, for batches, `stockflow.export_product_id`,
+    /// `stockflow.export_status`, `stockflow.export_produced_from`,
+    /// `stockflow.export_produced_to` (for products,
+    /// `stockflow.export_sku_like` and `stockflow.export_name_like`), each ''
+    /// for no filter.
+    ExportQuery {
+        #[arg(long, value_parser = ["batches", "products"])]
+        kind: String,
+        #[arg(long, value_parser = ["csv", "jsonl"])]
+        format: String,
+    },
 }
 
 #[tokio::main]
@@ -50,6 +64,13 @@ async fn main() -> ExitCode {
             let settings = stockflow_config::load_or_exit(Settings::from_env);
             stockflow_telemetry::init(&settings.telemetry);
             stockflow_runtime::exit_status(serve(settings).await)
+        }
+        Command::ExportQuery { kind, format } => {
+            let (Ok(kind), Ok(format)) = (ExportKind::parse(&kind), ExportFormat::parse(&format)) else {
+                return ExitCode::from(2);
+            };
+            println!("{}", stockflow_db::exports::export_query(kind, format));
+            ExitCode::SUCCESS
         }
         Command::MigrateStorage { from, to, dry_run, skip_missing, jobs } => {
             let direction = Direction::new(from, to)

@@ -494,6 +494,10 @@ impl Storage for Faulty {
         self.inner.put(key, body, mode).await
     }
 
+    async fn discard_incomplete(&self, key: &Key) -> Result<u64, StorageError> {
+        self.inner.discard_incomplete(key).await
+    }
+
     async fn get(&self, key: &Key, range: Option<ByteRange>) -> Result<Object, StorageError> {
         if let Some((left, shutdown)) = &self.stop
             && left.fetch_sub(1, Ordering::SeqCst) == 1

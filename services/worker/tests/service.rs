@@ -37,7 +37,14 @@ async fn stops_cleanly_when_told() {
 fn bad_configuration_stops_with_exit_code_2() {
     contract::config_errors(
         BINARY,
-        &[(HEALTH_BIND_VAR, Some("port-8001")), ("STORAGE_BACKEND", Some("ftp")), ("MEDIA_ROOT", Some("var/media"))],
+        &[
+            (HEALTH_BIND_VAR, Some("port-8001")),
+            ("STORAGE_BACKEND", Some("ftp")),
+            ("MEDIA_ROOT", Some("var/media")),
+            ("WORKER_CONCURRENCY", Some("0")),
+            ("JOB_MAX_ATTEMPTS", Some("many")),
+            ("EXPORT_RETENTION_DAYS", Some("-1")),
+        ],
     );
 }
 

@@ -18,8 +18,11 @@ pub(crate) struct TempFile {
 }
 
 impl TempFile {
-    pub(crate) fn new_in(dir: &Path) -> Arc<Self> {
-        let path = dir.join(format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4()));
+    /// A temp file in `dir` for the object named `file_name`. The name
+    /// carries a digest of `file_name`, so what a crashed put of that object
+    /// left behind can be found again ([`owner_prefix`]).
+    pub(crate) fn new_in(dir: &Path, file_name: &str) -> Arc<Self> {
+        let path = dir.join(format!("{}{}", owner_prefix(file_name), uuid::Uuid::new_v4().simple()));
         Arc::new(Self { path, armed: AtomicBool::new(true) })
     }
 
@@ -31,6 +34,14 @@ impl TempFile {
     pub(crate) fn disarm(&self) {
         self.armed.store(false, Ordering::Release);
     }
+}
+
+/// How the names of every temp file of the object `file_name` begin.
+pub(crate) fn owner_prefix(file_name: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(file_name.as_bytes());
+    let short: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
+    format!("{TEMP_PREFIX}{short}-")
 }
 
 impl Drop for TempFile {

@@ -8,6 +8,7 @@ mod request_id;
 
 pub(crate) use metrics::Metrics;
 pub(crate) use middleware::observe;
+pub(crate) use request_id::RequestId;
 
 use actix_web::{HttpResponse, web};
 

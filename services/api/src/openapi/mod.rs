@@ -54,6 +54,10 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
         crate::attachments::get,
         crate::attachments::delete,
         crate::attachments::download::content,
+        crate::exports::list,
+        crate::exports::create,
+        crate::exports::get,
+        crate::exports::content,
     ),
     components(
         schemas(crate::problem::Problem, crate::problem::FieldError),
@@ -65,6 +69,9 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
             problems::MethodNotAllowed,
             problems::Conflict,
             problems::InUse,
+            problems::NotReady,
+            problems::Expired,
+            problems::ExportRejected,
             problems::PayloadTooLarge,
             problems::UnsupportedMediaType,
             problems::ValidationFailed,
@@ -78,6 +85,7 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
         (name = "batches", description = "Production batches"),
         (name = "attachments", description = "Files attached to batches"),
         (name = "tokens", description = "API tokens and who holds them"),
+        (name = "exports", description = "Reports of batches or products, made in the background"),
         (name = "operations", description = "Health, readiness, metrics and this document; no token"),
     ),
 )]

@@ -56,6 +56,18 @@ problem!(
     InUse, 409, ["in_use"]
 );
 problem!(
+    /// The export has not succeeded (yet): it is queued, running or failed; `detail` says which.
+    NotReady, 409, ["not_ready"]
+);
+problem!(
+    /// The export's file was removed after `EXPORT_RETENTION_DAYS`; request a new export.
+    Expired, 410, ["expired"]
+);
+problem!(
+    /// Invalid fields (`validation_failed`, `errors` lists them), or an `Idempotency-Key` already used with another body (`idempotency_key_reused`).
+    ExportRejected, 422, ["validation_failed", "idempotency_key_reused"]
+);
+problem!(
     /// The body is over its limit: 64 KiB of JSON, or `MAX_UPLOAD_BYTES` of file.
     PayloadTooLarge, 413, ["payload_too_large"]
 );

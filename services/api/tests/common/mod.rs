@@ -46,3 +46,18 @@ pub(crate) async fn call(app: &TestApp, token: &str, method: Method, path: &str,
     }
     (status, body)
 }
+
+/// Waits until the relay has published every job the test's requests wrote.
+pub(crate) async fn wait_for_outbox(app: &TestApp) {
+    use diesel::prelude::*;
+    use stockflow_db::schema::outbox;
+    stockflow_testkit::eventually("the outbox to drain", std::time::Duration::from_secs(15), || async {
+        let left: i64 = outbox::table
+            .filter(outbox::published_at.is_null())
+            .count()
+            .get_result(&mut app.database.connect())
+            .unwrap();
+        (left == 0).then_some(())
+    })
+    .await;
+}

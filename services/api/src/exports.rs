@@ -1,0 +1,409 @@
+//! `/v1/exports`: reports of batches or products, written by the worker.
+//! A request stores the export and its job in one transaction and answers
+//! 202 at once, broker or not; the outbox relay publishes the job.
+
+use crate::attachments::Uploads;
+use crate::auth::Caller;
+use crate::delivery::{Download, deliver};
+use crate::openapi::problems;
+use crate::pagination::{Page, PageRequest};
+use crate::problem::ApiError;
+use crate::routes::Endpoint;
+use crate::validation::Fields;
+use actix_web::http::header;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use stockflow_db::Database;
+use stockflow_db::exports::{self, Created, ExportRow, NewExport};
+use stockflow_db::page::After;
+use stockflow_domain::{
+    BatchExportFilters, BatchStatus, ExportFilters, ExportFormat, ExportKind, ExportStatus, ProductExportFilters, Role,
+    SkuPrefix,
+};
+use stockflow_runtime::OutboxRelay;
+use stockflow_storage::Key;
+use uuid::Uuid;
+
+pub(crate) const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+const MAX_NAME_SEARCH: usize = 200;
+
+pub(crate) fn endpoints() -> [Endpoint; 3] {
+    [
+        Endpoint::new("/v1/exports").get(list).post(create),
+        Endpoint::new("/v1/exports/{id}").get(get),
+        Endpoint::new("/v1/exports/{id}/content").get(content),
+    ]
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Export)]
+pub(crate) struct ExportView {
+    id: Uuid,
+    /// `batches` or `products`.
+    #[schema(value_type = String, example = "batches")]
+    kind: ExportKind,
+    /// `csv` or `jsonl`.
+    #[schema(value_type = String, example = "csv")]
+    format: ExportFormat,
+    /// The filters as given, after validation.
+    #[schema(value_type = Object, example = json!({"status": "completed"}))]
+    filters: Value,
+    /// `queued` -> `running` -> `succeeded` or `failed`; `expired` once the
+    /// file is removed after `EXPORT_RETENTION_DAYS`.
+    #[schema(value_type = String, example = "queued")]
+    status: ExportStatus,
+    /// Runs started, retries included.
+    attempts: i32,
+    /// Data rows in the file (CSV: not counting the header).
+    row_count: Option<i64>,
+    size_bytes: Option<i64>,
+    /// Hex digest of the file.
+    sha256: Option<String>,
+    /// Why the export failed, when it did.
+    error: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    /// When the file will be removed.
+    expires_at: Option<DateTime<Utc>>,
+    /// Where `GET` downloads the file once `status` is `succeeded`.
+    #[schema(example = "/v1/exports/0b0c6a46-6f43-4a36-9a0e-6b0f0d4b1c2e/content")]
+    content_url: String,
+}
+
+impl From<ExportRow> for ExportView {
+    fn from(row: ExportRow) -> Self {
+        Self {
+            content_url: format!("/v1/exports/{}/content", row.id),
+            kind: ExportKind::parse(&row.kind).unwrap_or(ExportKind::Batches),
+            format: ExportFormat::parse(&row.format).unwrap_or(ExportFormat::Csv),
+            status: row.status(),
+            sha256: row.sha256.map(|digest| digest.iter().map(|b| format!("{b:02x}")).collect()),
+            id: row.id,
+            filters: row.filters,
+            attempts: row.attempts,
+            row_count: row.row_count,
+            size_bytes: row.size_bytes,
+            error: row.error,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            expires_at: row.expires_at,
+        }
+    }
+}
+
+/// Unknown fields are rejected (422).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateExport {
+    /// `batches` or `products`.
+    #[schema(example = "batches")]
+    kind: String,
+    /// `csv` (with a header row) or `jsonl` (one JSON object per line).
+    #[schema(example = "csv")]
+    format: String,
+    /// The filters of the matching list endpoint. Batches: `product_id`,
+    /// `status`, `produced_from` (inclusive), `produced_to` (exclusive).
+    /// Products: `sku_prefix`, `q`.
+    #[schema(value_type = Option<Object>, example = json!({"status": "completed", "produced_from": "2026-11-01T00:00:00Z"}))]
+    filters: Option<Value>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/exports",
+    tag = "exports",
+    operation_id = "create_export",
+    description = "Needs the member role. The export runs in the background: poll its `Location` until \
+        `status` is `succeeded`, then download `content_url`. With an `Idempotency-Key`, a repeat of the \
+        same request returns the export the first one made instead of a new one.",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters, \
+        unique per request you mean to make once")),
+    request_body = CreateExport,
+    responses(
+        (status = 202, description = "Accepted: the export, queued (or as it is now, for a repeated key)",
+            body = ExportView,
+            headers(("Location" = String, description = "The export's path"))),
+        (status = 400, response = problems::BadRequest),
+        (status = 403, response = problems::Forbidden),
+        (status = 413, response = problems::PayloadTooLarge),
+        (status = 422, response = problems::ExportRejected),
+    ),
+)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
+pub(crate) async fn create(
+    caller: Caller,
+    request: HttpRequest,
+    database: web::Data<Database>,
+    relay: web::Data<OutboxRelay>,
+    body: web::Json<CreateExport>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Member)?;
+    let idempotency_key = idempotency_key(&request)?;
+    let body = body.into_inner();
+    let mut fields = Fields::default();
+    let kind = fields.take(ExportKind::parse(&body.kind));
+    let format = fields.take(ExportFormat::parse(&body.format));
+    let filters = kind.and_then(|kind| parse_filters(&mut fields, kind, body.filters.unwrap_or(Value::Null)));
+    fields.finish()?;
+    let (Some(format), Some(filters)) = (format, filters) else {
+        return Err(ApiError::invalid("body", "invalid export request"));
+    };
+    let correlation_id =
+        request.extensions().get::<crate::observability::RequestId>().map(ToString::to_string).unwrap_or_default();
+    let (org, user) = (caller.org.id, caller.user.id);
+    let created = {
+        let (filters, idempotency_key) = (filters.clone(), idempotency_key.clone());
+        database
+            .run(move |conn| {
+                let new = NewExport {
+                    requested_by: user,
+                    format,
+                    filters: &filters,
+                    idempotency_key: idempotency_key.as_deref(),
+                    correlation_id: &correlation_id,
+                };
+                exports::create(conn, org, &new).map_err(ApiError::from)
+            })
+            .await?
+    };
+    let export = match created {
+        Created::New { export, job } => {
+            tracing::info!(export = %export.id, %job, "export queued");
+            relay.kick();
+            export
+        }
+        Created::Existing(export) => {
+            let same = export.kind == filters.kind().as_str()
+                && export.format == format.as_str()
+                && export.filters == filters.to_json();
+            if !same {
+                return Err(ApiError::IdempotencyKeyReused);
+            }
+            export
+        }
+    };
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/v1/exports/{}", export.id)))
+        .json(ExportView::from(export)))
+}
+
+fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let key = value.to_str().unwrap_or_default();
+    let visible = |c: char| c.is_ascii_graphic() || c == ' ';
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.chars().all(visible) {
+        return Err(ApiError::BadRequest(format!(
+            "{IDEMPOTENCY_KEY} must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        )));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The filters of `kind`'s list endpoint, each checked as that endpoint
+/// checks it; an unknown filter is an error, not silently ignored.
+fn parse_filters(fields: &mut Fields, kind: ExportKind, raw: Value) -> Option<ExportFilters> {
+    let object = match raw {
+        Value::Null => serde_json::Map::new(),
+        Value::Object(object) => object,
+        _ => {
+            fields.push("filters", "an object of filters");
+            return None;
+        }
+    };
+    let text = |fields: &mut Fields, name: &str, value: &Value| -> Option<String> {
+        match value.as_str() {
+            Some(text) => Some(text.to_owned()),
+            None => {
+                fields.push(&format!("filters.{name}"), "a string");
+                None
+            }
+        }
+    };
+    let before = fields.len();
+    let filters = match kind {
+        ExportKind::Batches => {
+            let mut filters = BatchExportFilters::default();
+            for (name, value) in &object {
+                let Some(raw) = text(fields, name, value) else { continue };
+                let field = format!("filters.{name}");
+                match name.as_str() {
+                    "product_id" => match Uuid::parse_str(&raw) {
+                        Ok(id) => filters.product_id = Some(id),
+                        Err(_) => fields.push(&field, "a UUID"),
+                    },
+                    "status" => match BatchStatus::parse(&raw) {
+                        Ok(status) => filters.status = Some(status),
+                        Err(error) => fields.push(&field, error.reason),
+                    },
+                    "produced_from" | "produced_to" => match DateTime::parse_from_rfc3339(&raw) {
+                        Ok(at) if name == "produced_from" => filters.produced_from = Some(at.with_timezone(&Utc)),
+                        Ok(at) => filters.produced_to = Some(at.with_timezone(&Utc)),
+                        Err(_) => fields.push(&field, "an RFC 3339 timestamp such as 2026-11-23T08:00:00Z"),
+                    },
+                    _ => fields.push(&field, "unknown filter for batches"),
+                }
+            }
+            ExportFilters::Batches(filters)
+        }
+        ExportKind::Products => {
+            let mut filters = ProductExportFilters::default();
+            for (name, value) in &object {
+                let Some(raw) = text(fields, name, value) else { continue };
+                let field = format!("filters.{name}");
+                match name.as_str() {
+                    "sku_prefix" => match SkuPrefix::parse(&raw) {
+                        Ok(prefix) => filters.sku_prefix = Some(prefix),
+                        Err(error) => fields.push(&field, error.reason),
+                    },
+                    "q" => {
+                        let q = raw.trim();
+                        if q.chars().count() > MAX_NAME_SEARCH {
+                            fields.push(&field, "at most 200 characters");
+                        } else if !q.is_empty() {
+                            filters.q = Some(q.to_owned());
+                        }
+                    }
+                    _ => fields.push(&field, "unknown filter for products"),
+                }
+            }
+            ExportFilters::Products(filters)
+        }
+    };
+    (fields.len() == before).then_some(filters)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Items per page, 1 to 200; 50 when left out.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/exports",
+    tag = "exports",
+    operation_id = "list_exports",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of the organization's exports, newest first", body = Page<ExportView>),
+        (status = 400, response = problems::BadRequest),
+        (status = 422, response = problems::ValidationFailed),
+    ),
+)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
+pub(crate) async fn list(
+    caller: Caller,
+    database: web::Data<Database>,
+    query: web::Query<ListQuery>,
+) -> Result<web::Json<Page<ExportView>>, ApiError> {
+    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let (org, after, fetch) = (caller.org.id, page.after, page.fetch());
+    let rows =
+        database.run(move |conn| exports::list(conn, org, after.as_ref(), fetch).map_err(ApiError::from)).await?;
+    Ok(web::Json(page.page(rows, |e| After { at: e.created_at, id: e.id }, ExportView::from)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/exports/{id}",
+    tag = "exports",
+    operation_id = "get_export",
+    params(("id" = Uuid, Path, description = "The export's id")),
+    responses(
+        (status = 200, description = "The export and how far it got", body = ExportView),
+        (status = 404, response = problems::NotFound),
+    ),
+)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, export = %id), err(level = "info"))]
+pub(crate) async fn get(
+    caller: Caller,
+    database: web::Data<Database>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let export = find(&caller, &database, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(ExportView::from(export)))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/exports/{id}/content",
+    tag = "exports",
+    operation_id = "download_export",
+    description = "The file of a succeeded export, delivered as attachments are (`ATTACHMENT_DELIVERY`).",
+    params(
+        ("id" = Uuid, Path, description = "The export's id"),
+        ("Range" = Option<String>, Header, description = "One `bytes=` range, when streamed"),
+    ),
+    responses(
+        (status = 200, description = "The file: CSV with a header row, or JSON lines",
+            content_type = "application/octet-stream", body = inline(crate::openapi::Binary),
+            headers(
+                ("Content-Disposition" = String, description = "`attachment` with a filename such as `batches-2026-11-23-0b0c6a46.csv`"),
+                ("X-Content-Type-Options" = String, description = "`nosniff`"),
+                ("X-Accel-Redirect" = String, description = "Under nginx delivery only"),
+            )),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream",
+            body = inline(crate::openapi::Binary),
+            headers(("Content-Range" = String, description = "`bytes start-end/size`"))),
+        (status = 302, description = "Under redirect delivery: the presigned URL of the file",
+            headers(("Location" = String, description = "A presigned URL of the file store"))),
+        (status = 404, response = problems::NotFound),
+        (status = 409, response = problems::NotReady),
+        (status = 410, response = problems::Expired),
+        (status = 416, description = "The range starts past the end of the file; no body",
+            headers(("Content-Range" = String, description = "`bytes */size`"))),
+        (status = 503, response = problems::ServiceUnavailable),
+    ),
+)]
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug, export = %id), err(level = "info"))]
+pub(crate) async fn content(
+    caller: Caller,
+    request: HttpRequest,
+    database: web::Data<Database>,
+    uploads: web::Data<Uploads>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let export = find(&caller, &database, id.into_inner()).await?;
+    match export.status() {
+        ExportStatus::Succeeded => {}
+        ExportStatus::Expired => return Err(ApiError::Gone("the export's file has expired".to_owned())),
+        status => return Err(ApiError::NotReady(format!("the export is {}", status.as_str()))),
+    }
+    let key = export.storage_key.as_deref().and_then(|key| Key::parse(key).ok()).ok_or_else(|| {
+        tracing::error!(export = %export.id, "succeeded export without a valid storage key");
+        ApiError::NotFound("export")
+    })?;
+    let format = ExportFormat::parse(&export.format).unwrap_or(ExportFormat::Csv);
+    let filename = format!(
+        "{}-{}-{}.{}",
+        export.kind,
+        export.created_at.format("%Y-%m-%d"),
+        &export.id.simple().to_string()[..8],
+        format.extension()
+    );
+    let download = Download {
+        key,
+        filename: &filename,
+        content_type: format.content_type(),
+        size: export.size_bytes.unwrap_or_default(),
+        what: "export",
+    };
+    deliver(&request, &*uploads.storage, &uploads.settings.delivery, download).await
+}
+
+async fn find(caller: &Caller, database: &Database, id: Uuid) -> Result<ExportRow, ApiError> {
+    let org = caller.org.id;
+    database
+        .run(move |conn| exports::find(conn, org, id).map_err(ApiError::from))
+        .await?
+        .ok_or(ApiError::NotFound("export"))
+}
