@@ -66,6 +66,12 @@ impl TestApp {
 
     /// Stops the service the way SIGTERM would and returns how it ended.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_service().await
+    }
+
+    /// Stops the service but keeps its database, namespace and storage, for
+    /// tests that start another service on them afterwards.
+    pub async fn stop_service(&mut self) -> anyhow::Result<()> {
         self.shutdown.trigger();
         let task = self.task.take().expect("the service runs until stopped");
         tokio::time::timeout(Duration::from_secs(10), task)

@@ -430,3 +430,36 @@ async fn a_worker_killed_midway_leaves_no_trace_and_the_export_succeeds_once() {
     assert_eq!(export_dir_entries(&root, tenant.org), vec![format!("{id}.csv")], "exactly one file, no temp file");
     drop(relay);
 }
+
+#[tokio::test]
+async fn a_worker_told_to_stop_mid_export_exits_in_time_and_the_job_is_not_lost() {
+    let mut app = spawn_worker(TestApp::builder()).await;
+    let relay = Relay::start(&app.env);
+    let mut conn = app.database.connect();
+    let tenant = seed(&mut conn, 200_000);
+    let id = request(&mut conn, &tenant, ExportFormat::Jsonl, ExportFilters::Batches(Default::default()));
+    relay.relay.kick();
+    wait_status(&app, &tenant, id, "running", Duration::from_secs(30)).await;
+    let env = app.env.clone();
+    let started = std::time::Instant::now();
+    app.stop_service().await.expect("a clean stop");
+    assert!(started.elapsed() < Duration::from_secs(10), "stopped in {:?}", started.elapsed());
+
+    // Finished within the drain, or returned to the queue: either way the
+    // next worker leaves it succeeded, once.
+    let shutdown = Shutdown::new();
+    let next = Application::build(Settings::from_env(&env).unwrap(), shutdown.clone()).await.unwrap();
+    let running = tokio::spawn(next.run_until_stopped());
+    let done = eventually("the export to succeed", Duration::from_secs(60), || async {
+        let row = exports::find(&mut app.database.connect(), tenant.org, id).unwrap().unwrap();
+        assert_ne!(row.status, "failed", "{:?}", row.error);
+        (row.status == "succeeded").then_some(row)
+    })
+    .await;
+    assert_eq!(done.row_count, Some(200_000));
+    let root = media_root(&env);
+    file_of(&root, &done);
+    assert_eq!(export_dir_entries(&root, tenant.org), vec![format!("{id}.jsonl")], "one file, no temp file");
+    shutdown.trigger();
+    running.await.unwrap().unwrap();
+}
