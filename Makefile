@@ -37,7 +37,7 @@ fmt: ## Format the code
 
 bench: services ## Run the benchmark scenarios; results in docs/benchmarks.md
 	$(CARGO) build --workspace --bins --release --locked
-	$(CARGO) build --release --locked -p stockflow-storage --examples
+	$(CARGO) build --release --locked -p stockflow-storage -p stockflow-queue --examples
 	python3 bench/run.py
 
 clean-test-dbs: ## Drop test databases left behind by killed test runs

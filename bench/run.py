@@ -355,25 +355,28 @@ def create_token(url, org, role, name):
     return proc.stdout.strip()
 
 
-class Api:
-    """A release stockflow-api serving on a free port, its log in `scratch`."""
+class Service:
+    """A release service (`binary`) serving on a free port (`bind_var`),
+    MEDIA_ROOT and its log in `scratch`; returns once /readyz answers 200."""
+
+    binary, bind_var = None, None
 
     def __init__(self, url, scratch, extra=None, timeout=30.0):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         media = os.path.join(scratch, "media")
         os.makedirs(media, exist_ok=True)
-        env = service_env({"DATABASE_URL": url, "API_BIND": f"127.0.0.1:{self.port}", "STORAGE_BACKEND": "local", "MEDIA_ROOT": media, **(extra or {})})
-        self.log_path = os.path.join(scratch, "api.log")
+        env = service_env({"DATABASE_URL": url, self.bind_var: f"127.0.0.1:{self.port}", "STORAGE_BACKEND": "local", "MEDIA_ROOT": media, **(extra or {})})
+        self.log_path = os.path.join(scratch, self.binary.removeprefix("stockflow-") + ".log")
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([os.path.join(BIN, "stockflow-api")], env=env, stdout=self.log, stderr=self.log)
+        self.proc = subprocess.Popen([os.path.join(BIN, self.binary)], env=env, stdout=self.log, stderr=self.log)
         started = time.perf_counter()
         while not ready(self.port):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"stockflow-api exited: {self.tail()}")
+                raise RuntimeError(f"{self.binary} exited: {self.tail()}")
             if time.perf_counter() - started > timeout:
                 self.stop()
-                raise RuntimeError(f"stockflow-api not ready within {timeout}s: {self.tail()}")
+                raise RuntimeError(f"{self.binary} not ready within {timeout}s: {self.tail()}")
             time.sleep(0.01)
 
     def tail(self):
@@ -388,6 +391,16 @@ class Api:
                 if line.startswith("VmHWM:"):
                     return int(line.split()[1])
         raise RuntimeError(f"no VmHWM for pid {self.proc.pid}")
+
+    def stop(self):
+        stop(self.proc)
+        self.log.close()
+
+
+class Api(Service):
+    """A release stockflow-api serving on a free port, its log in `scratch`."""
+
+    binary, bind_var = "stockflow-api", "API_BIND"
 
     def call(self, method, path, token, body=None):
         """Returns (status, parsed JSON body or None)."""
@@ -409,9 +422,21 @@ class Api:
             raise RuntimeError(f"{method} {path} answered {got}, not {status}: {answer}")
         return answer
 
-    def stop(self):
-        stop(self.proc)
-        self.log.close()
+
+class Worker(Service):
+    """A release stockflow-worker, its /healthz, /readyz and /metrics on a
+    free port, its log in `scratch`; ready once both consumers subscribed."""
+
+    binary, bind_var = "stockflow-worker", "WORKER_HEALTH_BIND"
+
+    def metric(self, sample):
+        """The value of one sample of /metrics, such as
+        `stockflow_jobs_succeeded_total{type="maintenance.ping"}`; 0 while
+        the worker has not rendered it yet."""
+        with urllib.request.urlopen(f"{self.base}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        found = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M)
+        return float(found.group(1)) if found else 0.0
 
 
 def seed_list_database(scratch):
@@ -780,7 +805,377 @@ def scenario_upload(runs):
     ]
 
 
-SCENARIOS = {"startup": scenario_startup, "storage-put": scenario_storage_put, "api-list": scenario_api_list, "upload": scenario_upload}
+# ---------------------------------------------------------------------------
+# Jobs through the broker: export and jobs run the release stockflow-api and
+# stockflow-worker as processes, on a database and an AMQP namespace of their
+# own, against a standard tool doing the same work in the same run.
+
+EXPORT_DB = os.environ.get("BENCH_EXPORT_DATABASE", "stockflow_bench_export")
+EXPORT_ORG = "bench-export"
+EXPORT_PRODUCTS = 20
+EXPORT_BATCHES = 1_000_000
+# As SEED_MARKER, for the export database.
+EXPORT_MARKER = f"stockflow bench seed v1: 1 org x {EXPORT_PRODUCTS} products x {EXPORT_BATCHES} batches"
+# Longest wait for one export to succeed.
+EXPORT_TIMEOUT = 600.0
+JOBS_DB = os.environ.get("BENCH_JOBS_DATABASE", "stockflow_bench_jobs")
+JOBS = 20_000
+JOBS_TIMEOUT = 300.0
+# The worker's own default, set explicitly so the baseline gets the same prefetch.
+WORKER_CONCURRENCY = int(os.environ.get("BENCH_WORKER_CONCURRENCY", "4"))
+PINGS_SUCCEEDED = 'stockflow_jobs_succeeded_total{type="maintenance.ping"}'
+
+
+def delete_namespace(namespace):
+    """Deletes the queues of an AMQP namespace a scenario made, with
+    rabbitmqctl when it is installed and the broker is this machine's; its
+    exchanges stay (rabbitmqctl cannot delete them; they hold nothing)."""
+    host = urllib.parse.urlsplit(AMQP_URL).hostname
+    if shutil.which("rabbitmqctl") is None or host not in ("127.0.0.1", "localhost"):
+        print(f"  queues {namespace}.* left on the broker: no local rabbitmqctl to delete them", flush=True)
+        return
+    vhost = urllib.parse.unquote(urllib.parse.urlsplit(AMQP_URL).path[1:] or "/")
+    try:
+        listed = subprocess.run(["rabbitmqctl", "-q", "-p", vhost, "list_queues", "name", "--no-table-headers"],
+                                capture_output=True, text=True, timeout=120)
+        queues = [name for name in listed.stdout.split() if name.startswith(namespace + ".")]
+        # One rabbitmqctl per queue, at once: each takes about a second to start.
+        deletes = [subprocess.Popen(["rabbitmqctl", "-q", "-p", vhost, "delete_queue", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for name in queues]
+        failed = listed.returncode != 0 or [proc for proc in deletes if proc.wait(timeout=120) != 0]
+    except (OSError, subprocess.SubprocessError) as error:
+        failed = error
+    if failed:
+        print(f"  could not delete every queue {namespace}.* with rabbitmqctl", flush=True)
+
+
+def seed_export_database(scratch):
+    """The database of export: one organization, EXPORT_ORG, with
+    EXPORT_PRODUCTS products (made through the API) and EXPORT_BATCHES
+    batches (bulk inserted with SQL). Reused like api-list's; returns whether
+    it was reused."""
+    url = db_url(EXPORT_DB)
+    admin = db_url("postgres")
+    if sql(admin, f"SELECT 1 FROM pg_database WHERE datname = {literal(EXPORT_DB)};") == "1":
+        migrate(url)
+        comment = sql(url, "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = current_database();")
+        counts = sql(url, f"""SELECT count(DISTINCT o.id), count(DISTINCT p.id), (SELECT count(*) FROM batches b JOIN organizations bo ON bo.id = b.org_id WHERE bo.slug = {literal(EXPORT_ORG)})
+            FROM organizations o JOIN products p ON p.org_id = o.id WHERE o.slug = {literal(EXPORT_ORG)};""")
+        if comment == EXPORT_MARKER and counts == f"1|{EXPORT_PRODUCTS}|{EXPORT_BATCHES}":
+            return True
+        print(f"  {EXPORT_DB} is not the expected seed ({comment!r}, counts {counts}): seeding it again", flush=True)
+    else:
+        print(f"  seeding {EXPORT_DB}: {EXPORT_BATCHES:,} batches (once; later runs reuse it)", flush=True)
+    started = time.perf_counter()
+    recreate_database(EXPORT_DB)
+    token = create_token(url, EXPORT_ORG, "member", "bench-seed")
+    api = Api(url, scratch)
+    try:
+        for n in range(EXPORT_PRODUCTS):
+            api.expect(201, "POST", "/v1/products", token, {
+                "sku": f"P-{n:03d}", "name": f"Product {n}", "unit": ["kg", "l", "pcs"][n % 3],
+                "custom_fields": {"line": n % 4, "supplier": f"S{n % 7}"},
+            })
+    finally:
+        api.stop()
+    # As api-list's seed, and notes that CSV must quote: commas, double
+    # quotes, and now and then a line break inside the field.
+    sql(url, f"""
+SET maintenance_work_mem = '256MB';
+SELECT setseed(0.42);
+INSERT INTO batches (org_id, product_id, code, quantity, produced_at, status, notes, metadata, created_at, updated_at)
+SELECT o.id,
+       p.ids[1 + (g % array_length(p.ids, 1))],
+       format('LOT-EXP-%s', lpad(g::text, 7, '0')),
+       round((random() * 5000)::numeric, 3),
+       t.produced_at,
+       (ARRAY['completed', 'completed', 'completed', 'completed', 'in_progress', 'planned', 'cancelled'])[1 + (g % 7)],
+       CASE WHEN g % 97 = 0 THEN format(E'Re-weighed: "%s kg", not %s.\\nSee the line log.', 10 + g % 90, 9 + g % 90)
+            WHEN g % 11 = 0 THEN format('Supplier says "dry", lot %s', g % 300)
+            WHEN g % 5 = 0 THEN format('Checked by QA, moisture %s%%. Pallet %s.', 8 + g % 9, g % 40)
+            ELSE '' END,
+       jsonb_build_object('line', 1 + g % 4, 'shift', (ARRAY['early', 'late', 'night'])[1 + g % 3], 'operator', format('op-%s', g % 57)),
+       t.produced_at + interval '2 hours',
+       t.produced_at + interval '2 hours'
+FROM organizations o
+CROSS JOIN LATERAL (SELECT array_agg(id ORDER BY sku) AS ids FROM products WHERE org_id = o.id) p
+CROSS JOIN generate_series(1, {EXPORT_BATCHES}) g
+CROSS JOIN LATERAL (SELECT timestamptz '2023-01-01 00:00:00+00' + (g * interval '3 years') / {EXPORT_BATCHES}
+                           + (random() - 0.5) * interval '1 day' AS produced_at) t
+WHERE o.slug = {literal(EXPORT_ORG)};
+VACUUM (ANALYZE) batches;
+ANALYZE;
+COMMENT ON DATABASE {EXPORT_DB} IS {literal(EXPORT_MARKER)};
+""")
+    print(f"  seeded {EXPORT_DB} in {time.perf_counter() - started:.0f} s", flush=True)
+    return False
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def scenario_export(runs):
+    """A 1,000,000-row CSV export of batches through API, broker and worker, against `psql \\copy` of the same query.
+
+    The database (its own, stockflow_bench_export) holds one organization
+    with 20 products (made through the API) and 1,000,000 batches (bulk
+    inserted with SQL, as api-list's, some notes holding commas, double quotes
+    or a line break, so CSV has to quote them); it is kept and reused as
+    api-list's. Ours: `POST /v1/exports` `{"kind":"batches","format":"csv"}`
+    to the release stockflow-api, whose outbox relay publishes the job to a
+    namespace of this run (`bench_export_<pid>`); the release stockflow-worker
+    (WORKER_CONCURRENCY default) runs `COPY (<export query>) TO STDOUT` and
+    streams it into LocalFs (MEDIA_ROOT in a temp dir under var/bench/:
+    sha256, write, fsync, link), then records the export; the figure is the
+    wall time from the POST until `GET /v1/exports/{id}` (polled every 20 ms)
+    says `succeeded`. Baseline: `psql -f`, setting the same filters and
+    TimeZone/DateStyle and running `\\copy (<query>) TO '<file>' WITH (FORMAT
+    csv, HEADER)` with the SQL `stockflow-worker export-query --kind batches
+    --format csv` prints, to the same filesystem, without hashing or fsync;
+    its wall time from spawn to exit. Each export must report row_count
+    1,000,000 and a size_bytes equal to its file's, and that size must be
+    within 1% of psql's file (in practice the files are identical: the sha256
+    of the warm-up pair is compared); files are deleted after each run. One
+    untimed warm-up of each, then runs alternate, which goes first swapping
+    each round; figures are medians. Worker peak RSS is its VmHWM after all
+    runs (a fresh process for this scenario); beside it, psql's wait4
+    ru_maxrss, the largest of the runs. Target: time ratio <= 1.3, worker
+    peak RSS under 64 MiB.
+    """
+    tool("psql", "apt-get install postgresql-client")
+    if not os.access(TIME, os.X_OK):
+        raise RuntimeError(f"{TIME} is missing: apt-get install time")
+    os.makedirs(os.path.join(ROOT, "var", "bench"), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="export-", dir=os.path.join(ROOT, "var", "bench"))
+    url = db_url(EXPORT_DB)
+    namespace = f"bench_export_{os.getpid()}"
+    try:
+        seed_export_database(scratch)
+        sql(url, "DELETE FROM exports; DELETE FROM outbox; DELETE FROM api_tokens WHERE name = 'bench-export';")
+        token = create_token(url, EXPORT_ORG, "member", "bench-export")
+        org_id = sql(url, f"SELECT id FROM organizations WHERE slug = {literal(EXPORT_ORG)};")
+        proc = subprocess.run([os.path.join(BIN, "stockflow-worker"), "export-query", "--kind", "batches", "--format", "csv"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0 or not proc.stdout.strip():
+            raise RuntimeError(f"stockflow-worker export-query failed ({proc.returncode}): {proc.stderr.strip()}")
+        query = " ".join(proc.stdout.strip().splitlines())  # \copy takes one line
+        psql_file, script = os.path.join(scratch, "psql.csv"), os.path.join(scratch, "copy.sql")
+        with open(script, "w") as f:
+            f.write(f"SET stockflow.export_org_id = {literal(org_id)};\n")
+            for name in ("product_id", "status", "produced_from", "produced_to"):
+                f.write(f"SET stockflow.export_{name} = '';\n")
+            f.write("SET TimeZone = 'UTC';\nSET DateStyle = 'ISO, YMD';\n")
+            f.write(f"\\copy ({query}) TO {literal(psql_file)} WITH (FORMAT csv, HEADER)\n")
+        exports_dir = os.path.join(scratch, "media", org_id, "exports")
+        services = {"AMQP_NAMESPACE": namespace}
+        api = Api(url, scratch, services)
+        try:
+            worker = Worker(url, scratch, services)
+            try:
+                def psql():
+                    took, rss, _ = run_measured(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", script], scratch)
+                    size, digest = os.path.getsize(psql_file), file_sha256(psql_file)
+                    os.remove(psql_file)
+                    return took, rss, size, digest
+
+                def ours():
+                    started = time.perf_counter()
+                    export = api.expect(202, "POST", "/v1/exports", token, {"kind": "batches", "format": "csv"})
+                    while export["status"] != "succeeded":
+                        if export["status"] == "failed":
+                            raise RuntimeError(f"export failed: {export['error']}\n{worker.tail()}")
+                        if time.perf_counter() - started > EXPORT_TIMEOUT:
+                            raise RuntimeError(f"export not done within {EXPORT_TIMEOUT}s: {export}\n{worker.tail()}")
+                        time.sleep(0.02)
+                        export = api.expect(200, "GET", f"/v1/exports/{export['id']}", token)
+                    took = time.perf_counter() - started
+                    files = files_under(exports_dir)
+                    sizes = [os.path.getsize(path) for path in files]
+                    if export["row_count"] != EXPORT_BATCHES or sizes != [export["size_bytes"]]:
+                        raise RuntimeError(f"export {export['id']} reports {export['row_count']} rows, {export['size_bytes']} bytes; "
+                                           f"expected {EXPORT_BATCHES} rows and one file of that size, found {dict(zip(files, sizes))}")
+                    for path in files:
+                        os.remove(path)
+                    return took, None, export["size_bytes"], export["sha256"]
+
+                def same_size(ours_, psql_):
+                    print(f"    file sizes: ours {ours_[2]:,} bytes, psql {psql_[2]:,} bytes", flush=True)
+                    if abs(ours_[2] - psql_[2]) > 0.01 * psql_[2]:
+                        raise RuntimeError(f"the export's file ({ours_[2]:,} bytes) is not within 1% of psql's ({psql_[2]:,} bytes)")
+
+                warm_psql, warm_ours = psql(), ours()  # warm-up, untimed
+                same_size(warm_ours, warm_psql)
+                identical = warm_ours[3] == warm_psql[3]
+                print(f"    warm-up files {'identical' if identical else 'NOT identical'} (sha256 ours {warm_ours[3]}, psql {warm_psql[3]})", flush=True)
+                results = {"psql": [], "ours": []}
+                measures = {"psql": psql, "ours": ours}
+                for round_ in range(runs):
+                    order = list(measures) if round_ % 2 == 0 else list(reversed(measures))
+                    for name in order:
+                        results[name].append(measures[name]())
+                        print(f"  round {round_ + 1}/{runs} {name}: {results[name][-1][0]:.2f} s", flush=True)
+                    same_size(results["ours"][-1], results["psql"][-1])
+                worker_rss = worker.peak_rss_kib()
+            finally:
+                worker.stop()
+        finally:
+            api.stop()
+    finally:
+        delete_namespace(namespace)
+        shutil.rmtree(scratch, ignore_errors=True)
+    ours_s = statistics.median(r[0] for r in results["ours"])
+    psql_s = statistics.median(r[0] for r in results["psql"])
+    psql_rss = max(r[1] for r in results["psql"])
+    ours_mib, psql_mib = results["ours"][-1][2] / (1 << 20), results["psql"][-1][2] / (1 << 20)
+    copy_tool = "psql -f: the SETs, then \\copy (export query) TO file WITH (FORMAT csv, HEADER)"
+    return [
+        {
+            "figure": f"{EXPORT_BATCHES:,}-row CSV export, POST to succeeded (s, median of {runs})",
+            "ours": round(ours_s, 2),
+            "baseline": round(psql_s, 2),
+            "baseline_tool": copy_tool + " wall time",
+            "ratio": round(ours_s / psql_s, 2),
+        },
+        {
+            "figure": f"{EXPORT_BATCHES:,}-row CSV export throughput (rows/s, median of {runs})",
+            "ours": round(EXPORT_BATCHES / ours_s),
+            "baseline": round(EXPORT_BATCHES / psql_s),
+            "baseline_tool": "that psql \\copy",
+            "ratio": round(psql_s / ours_s, 2),
+        },
+        {
+            "figure": f"export file size (MiB; sha256 {'identical' if identical else 'differs'})",
+            "ours": round(ours_mib, 1),
+            "baseline": round(psql_mib, 1),
+            "baseline_tool": "the file of that psql \\copy",
+            "ratio": round(ours_mib / psql_mib, 3),
+        },
+        {
+            "figure": "worker peak RSS over all exports (MiB, VmHWM)",
+            "ours": round(worker_rss / 1024, 1),
+            "baseline": round(psql_rss / 1024, 1),
+            "baseline_tool": f"peak RSS of that psql (max of {runs})",
+            "ratio": round(worker_rss / psql_rss, 2),
+        },
+    ]
+
+
+# 20,000 maintenance.ping envelopes in one statement; each message's id is
+# its row's, as outbox::insert writes them.
+PINGS_SQL = f"""
+WITH pings AS (SELECT gen_random_uuid() AS id FROM generate_series(1, {JOBS}))
+INSERT INTO outbox (id, routing_key, message)
+SELECT id, 'maintenance.ping',
+       jsonb_build_object('id', id, 'type', 'maintenance.ping', 'version', 1,
+                          'occurred_at', to_char(now() AT TIME ZONE 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                          'correlation_id', 'bench', 'payload', jsonb_build_object('note', 'bench'))
+FROM pings;
+"""
+
+
+def scenario_jobs(runs):
+    """20,000 trivial jobs end to end, outbox to ack, against raw publish and consume on the same broker.
+
+    Ours: the release stockflow-api (OUTBOX_SWEEP_INTERVAL_MS=100) and
+    stockflow-worker (WORKER_CONCURRENCY set to 4, its default, or to
+    BENCH_WORKER_CONCURRENCY) on a fresh migrated database
+    (stockflow_bench_jobs, dropped after) and a namespace of this run
+    (`bench_jobs_<pid>`). One SQL statement inserts
+    20,000 `maintenance.ping` envelopes into `outbox`; the api's relay finds
+    them at its next sweep and publishes them 500 per transaction (confirms
+    awaited, rows marked published), the worker takes them from the quorum
+    queue `<ns>.maintenance`, runs the no-op handler and acks each. The figure
+    is 20,000 over the wall time from the INSERT's commit until the worker's
+    /metrics (polled every 50 ms) shows
+    `stockflow_jobs_succeeded_total{type="maintenance.ping"}` 20,000 higher;
+    it includes up to one sweep interval (100 ms) before the relay starts.
+    Baseline: `raw_throughput` (crates/queue/examples), a lapin program that
+    declares a quorum queue, publishes 20,000 persistent, mandatory messages
+    of the same size as those envelopes to it with publisher confirms, in
+    batches of 500 whose confirms are all awaited before the next (as the
+    relay does), while a consumer on a second connection with the same
+    prefetch acks each; it reports the time from the first publish to the
+    last ack. Published outbox rows are deleted before each run. One untimed
+    warm-up of each, then runs alternate, which goes first swapping each
+    round; figures are medians, in messages per second, so a higher ratio is
+    better.
+    """
+    raw = os.path.join(BIN, "examples", "raw_throughput")
+    if not os.access(raw, os.X_OK):
+        raise RuntimeError(f"{raw} is missing: cargo build --release --locked -p stockflow-queue --examples")
+    if not os.access(TIME, os.X_OK):
+        raise RuntimeError(f"{TIME} is missing: apt-get install time")
+    os.makedirs(os.path.join(ROOT, "var", "bench"), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="jobs-", dir=os.path.join(ROOT, "var", "bench"))
+    url = db_url(JOBS_DB)
+    namespace = f"bench_jobs_{os.getpid()}"
+    recreate_database(JOBS_DB)
+    try:
+        api = Api(url, scratch, {"AMQP_NAMESPACE": namespace, "OUTBOX_SWEEP_INTERVAL_MS": "100"})
+        try:
+            worker = Worker(url, scratch, {"AMQP_NAMESPACE": namespace, "WORKER_CONCURRENCY": str(WORKER_CONCURRENCY)})
+            try:
+                def ours():
+                    sql(url, "DELETE FROM outbox WHERE published_at IS NOT NULL;")
+                    target = worker.metric(PINGS_SUCCEEDED) + JOBS
+                    sql(url, PINGS_SQL)
+                    started = time.perf_counter()
+                    while worker.metric(PINGS_SUCCEEDED) < target:
+                        if time.perf_counter() - started > JOBS_TIMEOUT:
+                            raise RuntimeError(f"{JOBS} pings not done within {JOBS_TIMEOUT}s: {worker.metric(PINGS_SUCCEEDED)} of {target}\n"
+                                               f"api: {api.tail()}\nworker: {worker.tail()}")
+                        time.sleep(0.05)
+                    return time.perf_counter() - started
+
+                def baseline():
+                    _, _, out = run_measured([raw, "--amqp-url", AMQP_URL, "--messages", str(JOBS), "--prefetch", str(WORKER_CONCURRENCY)], scratch)
+                    measured = json.loads(out)
+                    if measured["messages"] != JOBS or measured["message_bytes"] != ping_bytes:
+                        raise RuntimeError(f"raw_throughput sent {measured}; expected {JOBS} messages of {ping_bytes} bytes")
+                    return measured["seconds"]
+
+                ours()  # warm-up, untimed; also gives the size of an envelope as the relay sends it
+                message = json.loads(sql(url, "SELECT message::text FROM outbox LIMIT 1;"))
+                ping_bytes = len(json.dumps(message, separators=(",", ":")).encode())
+                baseline()
+                results = {"raw": [], "ours": []}
+                measures = {"raw": baseline, "ours": ours}
+                for round_ in range(runs):
+                    order = list(measures) if round_ % 2 == 0 else list(reversed(measures))
+                    for name in order:
+                        results[name].append(measures[name]())
+                        print(f"  round {round_ + 1}/{runs} {name}: {JOBS / results[name][-1]:.0f} msgs/s ({results[name][-1]:.2f} s)", flush=True)
+                unpublished = sql(url, "SELECT count(*) FROM outbox WHERE published_at IS NULL;")
+                if unpublished != "0":
+                    raise RuntimeError(f"{unpublished} outbox rows left unpublished")
+            finally:
+                worker.stop()
+        finally:
+            api.stop()
+    finally:
+        delete_namespace(namespace)
+        shutil.rmtree(scratch, ignore_errors=True)
+        sql(db_url("postgres"), f"DROP DATABASE IF EXISTS {JOBS_DB} WITH (FORCE);")
+    ours_rate = JOBS / statistics.median(results["ours"])
+    raw_rate = JOBS / statistics.median(results["raw"])
+    return [
+        {
+            "figure": f"{JOBS:,} maintenance.ping, outbox to ack, WORKER_CONCURRENCY {WORKER_CONCURRENCY} (msgs/s, median of {runs})",
+            "ours": round(ours_rate, 1),
+            "baseline": round(raw_rate, 1),
+            "baseline_tool": f"raw_throughput: lapin, quorum queue, persistent, confirms per 500, prefetch {WORKER_CONCURRENCY}, ack each ({ping_bytes} B messages)",
+            "ratio": round(ours_rate / raw_rate, 2),
+        },
+    ]
+
+
+SCENARIOS = {"startup": scenario_startup, "storage-put": scenario_storage_put, "api-list": scenario_api_list, "upload": scenario_upload,
+             "export": scenario_export, "jobs": scenario_jobs}
 
 
 def machine():

@@ -323,10 +323,17 @@ impl RowCounter {
 }
 
 /// The columns of a batch export, shared by both formats. Quantities are
-/// text, as the API serves them, so no float ever rounds them.
-const BATCH_SELECT: &str = "SELECT b.id, b.code, b.product_id, p.sku AS product_sku, b.quantity::text AS quantity, \
-     p.unit, b.status, b.produced_at, b.notes, b.metadata, b.created_at, b.updated_at \
-     FROM batches b JOIN products p ON p.org_id = b.org_id AND p.id = b.product_id \
+/// text, as the API serves them, so no float ever rounds them. The product's
+/// SKU and unit come from scalar subqueries, not a join: the filters below
+/// hide their selectivity from the planner, which then estimates one batch
+/// and joins by scanning products once per batch (12 s instead of 8.7 s for
+/// a million rows, measured with `psql \copy`).
+const BATCH_SELECT: &str = "SELECT b.id, b.code, b.product_id, \
+     (SELECT p.sku FROM products p WHERE p.org_id = b.org_id AND p.id = b.product_id) AS product_sku, \
+     b.quantity::text AS quantity, \
+     (SELECT p.unit FROM products p WHERE p.org_id = b.org_id AND p.id = b.product_id) AS unit, \
+     b.status, b.produced_at, b.notes, b.metadata, b.created_at, b.updated_at \
+     FROM batches b \
      WHERE b.org_id = current_setting('stockflow.export_org_id')::uuid \
      AND (current_setting('stockflow.export_product_id') = '' \
           OR b.product_id = nullif(current_setting('stockflow.export_product_id'), '')::uuid) \

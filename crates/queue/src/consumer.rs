@@ -288,12 +288,11 @@ async fn finish(
     started: Instant,
 ) {
     match outcome {
-        Ok(outcome) => {
-            context.metrics.finished(message_type, outcome, started.elapsed());
-            if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
-                tracing::warn!(%error, "cannot ack; the broker will redeliver the message");
-            }
-        }
+        Ok(outcome) => match delivery.acker.ack(BasicAckOptions::default()).await {
+            Ok(_) => context.metrics.finished(message_type, outcome, started.elapsed()),
+            // Counted when the redelivery is settled instead.
+            Err(error) => tracing::warn!(%error, "cannot ack; the broker will redeliver the message"),
+        },
         Err(error) => {
             tracing::warn!(%error, "cannot settle the message; returning it to the queue");
             let requeue = BasicNackOptions { requeue: true, ..BasicNackOptions::default() };

@@ -90,12 +90,10 @@ async fn relay_batch(database: &Database, publisher: &Arc<Publisher>) -> Result<
                     return Ok(0);
                 }
                 let topology = publisher.topology();
+                // A JSON value read from jsonb always encodes again.
                 let messages: Vec<Outgoing> = claimed
                     .iter()
-                    .map(|row| {
-                        let body = serde_json::to_vec(&row.message).unwrap_or_default();
-                        Outgoing::raw_job(&topology, &row.routing_key, row.id.to_string(), body)
-                    })
+                    .map(|row| Outgoing::raw_job(&topology, &row.routing_key, row.id.to_string(), row.message.to_string().into_bytes()))
                     .collect();
                 // This closure runs on a blocking thread, where waiting on
                 // the runtime is allowed; the row locks last until commit.
