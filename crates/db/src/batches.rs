@@ -7,7 +7,7 @@ use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use std::str::FromStr;
-use stockflow_domain::{BatchCode, BatchStatus, Notes, Quantity};
+use stockflow_domain::{BatchCode, BatchFilters, BatchStatus, Notes, Quantity};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -54,15 +54,6 @@ pub struct BatchChanges {
     pub status: Option<BatchStatus>,
     pub notes: Option<Notes>,
     pub metadata: Option<serde_json::Value>,
-}
-
-/// `produced_from` is inclusive, `produced_to` exclusive.
-#[derive(Default)]
-pub struct BatchFilter {
-    pub product_id: Option<Uuid>,
-    pub status: Option<BatchStatus>,
-    pub produced_from: Option<DateTime<Utc>>,
-    pub produced_to: Option<DateTime<Utc>>,
 }
 
 #[derive(AsChangeset)]
@@ -115,7 +106,7 @@ pub fn find(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<
 pub fn list(
     conn: &mut PgConnection,
     org: Uuid,
-    filter: &BatchFilter,
+    filter: &BatchFilters,
     after: Option<&After>,
     limit: i64,
 ) -> QueryResult<Vec<BatchRow>> {

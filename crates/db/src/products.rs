@@ -5,7 +5,7 @@ use crate::page::{After, WriteError};
 use crate::schema::products;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use stockflow_domain::{ProductName, Sku, SkuPrefix, Unit};
+use stockflow_domain::{ProductFilters, ProductName, Sku, Unit};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -35,13 +35,6 @@ pub struct ProductChanges {
     pub name: Option<ProductName>,
     pub unit: Option<Unit>,
     pub custom_fields: Option<serde_json::Value>,
-}
-
-#[derive(Default)]
-pub struct ProductFilter {
-    pub sku_prefix: Option<SkuPrefix>,
-    /// Case-insensitive substring of the name.
-    pub name_contains: Option<String>,
 }
 
 #[derive(AsChangeset)]
@@ -82,16 +75,16 @@ pub fn find(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<
 pub fn list(
     conn: &mut PgConnection,
     org: Uuid,
-    filter: &ProductFilter,
+    filter: &ProductFilters,
     after: Option<&After>,
     limit: i64,
 ) -> QueryResult<Vec<Product>> {
     let mut query = products::table.filter(products::org_id.eq(org)).into_boxed();
     if let Some(prefix) = &filter.sku_prefix {
-        // A SKU prefix holds no LIKE wildcards (SkuPrefix allows none).
+        // `_` is allowed in SKUs and is a LIKE wildcard: escaped.
         query = query.filter(products::sku.like(format!("{}%", crate::page::escape_like(prefix.as_str()))));
     }
-    if let Some(needle) = &filter.name_contains {
+    if let Some(needle) = &filter.q {
         query = query.filter(products::name.ilike(format!("%{}%", crate::page::escape_like(needle))));
     }
     if let Some(after) = after {

@@ -103,11 +103,11 @@ impl ExportStatus {
     }
 }
 
-/// The filters of `GET /v1/batches`, applied to an export of batches.
+/// The filters of `GET /v1/batches` and of an export of batches.
 /// `produced_from` is inclusive, `produced_to` exclusive.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BatchExportFilters {
+pub struct BatchFilters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,10 +118,10 @@ pub struct BatchExportFilters {
     pub produced_to: Option<DateTime<Utc>>,
 }
 
-/// The filters of `GET /v1/products`, applied to an export of products.
+/// The filters of `GET /v1/products` and of an export of products.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProductExportFilters {
+pub struct ProductFilters {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sku_prefix: Option<SkuPrefix>,
     /// Case-insensitive substring of the name.
@@ -132,8 +132,8 @@ pub struct ProductExportFilters {
 /// An export's filters, which depend on its kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExportFilters {
-    Batches(BatchExportFilters),
-    Products(ProductExportFilters),
+    Batches(BatchFilters),
+    Products(ProductFilters),
 }
 
 impl ExportFilters {
@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn filters_round_trip_through_their_stored_form() {
-        let filters = ExportFilters::Batches(BatchExportFilters {
+        let filters = ExportFilters::Batches(BatchFilters {
             product_id: Some(Uuid::nil()),
             status: Some(BatchStatus::Completed),
             produced_from: Some(DateTime::UNIX_EPOCH),

@@ -10,7 +10,7 @@ mod token;
 mod upload;
 
 pub use catalog::{ProductName, Sku, SkuPrefix, Unit};
-pub use export::{BatchExportFilters, ExportFilters, ExportFormat, ExportKind, ExportStatus, ProductExportFilters};
+pub use export::{BatchFilters, ExportFilters, ExportFormat, ExportKind, ExportStatus, ProductFilters};
 pub use jobs::{Envelope, ExportRequested, Job, Ping};
 pub use production::{BatchCode, BatchStatus, Notes, Quantity};
 pub use tenancy::{Email, OrgSlug, Role};

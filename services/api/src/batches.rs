@@ -10,9 +10,9 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stockflow_db::Database;
-use stockflow_db::batches::{self, BatchChanges, BatchFilter, BatchRow, NewBatch};
+use stockflow_db::batches::{self, BatchChanges, BatchRow, NewBatch};
 use stockflow_db::page::{After, WriteError};
-use stockflow_domain::{BatchCode, BatchStatus, Notes, Quantity, Role};
+use stockflow_domain::{BatchCode, BatchFilters, BatchStatus, Notes, Quantity, Role};
 use uuid::Uuid;
 
 /// Serialized size limit of `metadata`.
@@ -136,6 +136,31 @@ fn quantity(fields: &mut Fields, value: &serde_json::Value) -> Option<Quantity> 
     }
 }
 
+/// The filters of the list, as sent; also those of an export of batches.
+pub(crate) struct RawFilters<'a> {
+    pub(crate) product_id: Option<&'a str>,
+    pub(crate) status: Option<&'a str>,
+    pub(crate) produced_from: Option<&'a str>,
+    pub(crate) produced_to: Option<&'a str>,
+}
+
+/// Checks every filter, reporting each bad one under `prefix` + its name.
+pub(crate) fn parse_filters(fields: &mut Fields, prefix: &str, raw: &RawFilters<'_>) -> BatchFilters {
+    let product_id = raw.product_id.and_then(|raw| match Uuid::parse_str(raw) {
+        Ok(id) => Some(id),
+        Err(_) => {
+            fields.push(&format!("{prefix}product_id"), "a product id (UUID)");
+            None
+        }
+    });
+    BatchFilters {
+        product_id,
+        status: raw.status.and_then(|raw| fields.take_in(prefix, BatchStatus::parse(raw))),
+        produced_from: raw.produced_from.and_then(|raw| timestamp(fields, &format!("{prefix}produced_from"), raw)),
+        produced_to: raw.produced_to.and_then(|raw| timestamp(fields, &format!("{prefix}produced_to"), raw)),
+    }
+}
+
 fn timestamp(fields: &mut Fields, field: &str, raw: &str) -> Option<DateTime<Utc>> {
     match DateTime::parse_from_rfc3339(raw) {
         Ok(at) => Some(at.with_timezone(&Utc)),
@@ -251,19 +276,13 @@ pub(crate) async fn list(
     let query = query.into_inner();
     let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
     let mut fields = Fields::default();
-    let product_id = query.product_id.as_deref().and_then(|raw| match Uuid::parse_str(raw) {
-        Ok(id) => Some(id),
-        Err(_) => {
-            fields.push("product_id", "a product id (UUID)");
-            None
-        }
-    });
-    let filter = BatchFilter {
-        product_id,
-        status: query.status.as_deref().and_then(|raw| fields.take(BatchStatus::parse(raw))),
-        produced_from: query.produced_from.as_deref().and_then(|raw| timestamp(&mut fields, "produced_from", raw)),
-        produced_to: query.produced_to.as_deref().and_then(|raw| timestamp(&mut fields, "produced_to", raw)),
+    let raw = RawFilters {
+        product_id: query.product_id.as_deref(),
+        status: query.status.as_deref(),
+        produced_from: query.produced_from.as_deref(),
+        produced_to: query.produced_to.as_deref(),
     };
+    let filter = parse_filters(&mut fields, "", &raw);
     fields.finish()?;
     let (org, after, fetch) = (caller.org.id, page.after, page.fetch());
     let rows = database

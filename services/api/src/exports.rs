@@ -4,6 +4,7 @@
 
 use crate::attachments::Uploads;
 use crate::auth::Caller;
+use crate::batches::RawFilters;
 use crate::delivery::{Download, deliver};
 use crate::openapi::problems;
 use crate::pagination::{Page, PageRequest};
@@ -18,17 +19,13 @@ use serde_json::Value;
 use stockflow_db::Database;
 use stockflow_db::exports::{self, Created, ExportRow, NewExport};
 use stockflow_db::page::After;
-use stockflow_domain::{
-    BatchExportFilters, BatchStatus, ExportFilters, ExportFormat, ExportKind, ExportStatus, ProductExportFilters, Role,
-    SkuPrefix,
-};
+use stockflow_domain::{ExportFilters, ExportFormat, ExportKind, ExportStatus, Role};
 use stockflow_runtime::OutboxRelay;
 use stockflow_storage::Key;
 use uuid::Uuid;
 
 pub(crate) const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 const MAX_IDEMPOTENCY_KEY: usize = 255;
-const MAX_NAME_SEARCH: usize = 200;
 
 pub(crate) fn endpoints() -> [Endpoint; 3] {
     [
@@ -204,9 +201,10 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// The filters of `kind`'s list endpoint, each checked as that endpoint
-/// checks it; an unknown filter is an error, not silently ignored.
+/// The filters of `kind`'s list endpoint, checked by the same code as
+/// there; an unknown filter is an error, not silently ignored.
 fn parse_filters(fields: &mut Fields, kind: ExportKind, raw: Value) -> Option<ExportFilters> {
+    const PREFIX: &str = "filters.";
     let object = match raw {
         Value::Null => serde_json::Map::new(),
         Value::Object(object) => object,
@@ -215,63 +213,31 @@ fn parse_filters(fields: &mut Fields, kind: ExportKind, raw: Value) -> Option<Ex
             return None;
         }
     };
-    let text = |fields: &mut Fields, name: &str, value: &Value| -> Option<String> {
-        match value.as_str() {
-            Some(text) => Some(text.to_owned()),
-            None => {
-                fields.push(&format!("filters.{name}"), "a string");
-                None
-            }
-        }
+    let known: &[&str] = match kind {
+        ExportKind::Batches => &["product_id", "status", "produced_from", "produced_to"],
+        ExportKind::Products => &["sku_prefix", "q"],
     };
     let before = fields.len();
+    for (name, value) in &object {
+        if !known.contains(&name.as_str()) {
+            fields.push(&format!("{PREFIX}{name}"), format!("unknown filter for {}", kind.as_str()));
+        } else if !value.is_string() {
+            fields.push(&format!("{PREFIX}{name}"), "a string");
+        }
+    }
+    let text = |name: &str| object.get(name).and_then(Value::as_str);
     let filters = match kind {
         ExportKind::Batches => {
-            let mut filters = BatchExportFilters::default();
-            for (name, value) in &object {
-                let Some(raw) = text(fields, name, value) else { continue };
-                let field = format!("filters.{name}");
-                match name.as_str() {
-                    "product_id" => match Uuid::parse_str(&raw) {
-                        Ok(id) => filters.product_id = Some(id),
-                        Err(_) => fields.push(&field, "a UUID"),
-                    },
-                    "status" => match BatchStatus::parse(&raw) {
-                        Ok(status) => filters.status = Some(status),
-                        Err(error) => fields.push(&field, error.reason),
-                    },
-                    "produced_from" | "produced_to" => match DateTime::parse_from_rfc3339(&raw) {
-                        Ok(at) if name == "produced_from" => filters.produced_from = Some(at.with_timezone(&Utc)),
-                        Ok(at) => filters.produced_to = Some(at.with_timezone(&Utc)),
-                        Err(_) => fields.push(&field, "an RFC 3339 timestamp such as 2026-11-23T08:00:00Z"),
-                    },
-                    _ => fields.push(&field, "unknown filter for batches"),
-                }
-            }
-            ExportFilters::Batches(filters)
+            let raw = RawFilters {
+                product_id: text("product_id"),
+                status: text("status"),
+                produced_from: text("produced_from"),
+                produced_to: text("produced_to"),
+            };
+            ExportFilters::Batches(crate::batches::parse_filters(fields, PREFIX, &raw))
         }
         ExportKind::Products => {
-            let mut filters = ProductExportFilters::default();
-            for (name, value) in &object {
-                let Some(raw) = text(fields, name, value) else { continue };
-                let field = format!("filters.{name}");
-                match name.as_str() {
-                    "sku_prefix" => match SkuPrefix::parse(&raw) {
-                        Ok(prefix) => filters.sku_prefix = Some(prefix),
-                        Err(error) => fields.push(&field, error.reason),
-                    },
-                    "q" => {
-                        let q = raw.trim();
-                        if q.chars().count() > MAX_NAME_SEARCH {
-                            fields.push(&field, "at most 200 characters");
-                        } else if !q.is_empty() {
-                            filters.q = Some(q.to_owned());
-                        }
-                    }
-                    _ => fields.push(&field, "unknown filter for products"),
-                }
-            }
-            ExportFilters::Products(filters)
+            ExportFilters::Products(crate::products::parse_filters(fields, PREFIX, text("sku_prefix"), text("q")))
         }
     };
     (fields.len() == before).then_some(filters)

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stockflow_db::Database;
 use stockflow_db::page::After;
-use stockflow_db::products::{self, NewProduct, Product, ProductChanges, ProductFilter};
-use stockflow_domain::{ProductName, Role, Sku, SkuPrefix, Unit};
+use stockflow_db::products::{self, NewProduct, Product, ProductChanges};
+use stockflow_domain::{ProductFilters, ProductName, Role, Sku, SkuPrefix, Unit};
 use uuid::Uuid;
 
 /// Serialized size limit of `custom_fields`.
@@ -191,19 +191,33 @@ pub(crate) async fn list(
     let query = query.into_inner();
     let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
     let mut fields = Fields::default();
-    let sku_prefix = query.sku_prefix.as_deref().and_then(|raw| fields.take(SkuPrefix::parse(raw)));
-    let name_contains = query.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
-    if name_contains.as_ref().is_some_and(|q| q.chars().count() > 200) {
-        fields.push("q", "at most 200 characters");
-    }
+    let filter = parse_filters(&mut fields, "", query.sku_prefix.as_deref(), query.q.as_deref());
     fields.finish()?;
-    let filter = ProductFilter { sku_prefix, name_contains };
     let (org, after, fetch) = (caller.org.id, page.after, page.fetch());
     let rows = database
         .run(move |conn| products::list(conn, org, &filter, after.as_ref(), fetch).map_err(ApiError::from))
         .await?;
     Ok(web::Json(page.page(rows, |p| After { at: p.created_at, id: p.id }, ProductView::from)))
 }
+
+/// The list's filters, also those of an export of products; each bad one
+/// is reported under `prefix` + its name.
+pub(crate) fn parse_filters(
+    fields: &mut Fields,
+    prefix: &str,
+    sku_prefix: Option<&str>,
+    q: Option<&str>,
+) -> ProductFilters {
+    let sku_prefix = sku_prefix.and_then(|raw| fields.take_in(prefix, SkuPrefix::parse(raw)));
+    let q = q.map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned);
+    if q.as_ref().is_some_and(|q| q.chars().count() > MAX_NAME_SEARCH) {
+        fields.push(&format!("{prefix}q"), "at most 200 characters");
+    }
+    ProductFilters { sku_prefix, q }
+}
+
+/// Longest name search, in characters.
+const MAX_NAME_SEARCH: usize = 200;
 
 #[utoipa::path(
     patch,

@@ -12,6 +12,11 @@ impl Fields {
         parsed.map_err(|error| self.0.push(error.into())).ok()
     }
 
+    /// As `take`, with `prefix` before the field's name (`filters.status`).
+    pub(crate) fn take_in<T>(&mut self, prefix: &str, parsed: Result<T, stockflow_domain::ParseError>) -> Option<T> {
+        parsed.map_err(|error| self.push(&format!("{prefix}{}", error.field), error.reason)).ok()
+    }
+
     pub(crate) fn push(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(FieldError::new(field, message));
     }

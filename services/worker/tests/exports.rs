@@ -17,7 +17,7 @@ use std::time::Duration;
 use stockflow_config::{BrokerSettings, DatabaseSettings, Env};
 use stockflow_db::exports::{self, Created, ExportRow, NewExport};
 use stockflow_db::{Database, PgConnection};
-use stockflow_domain::{BatchExportFilters, BatchStatus, ExportFilters, ExportFormat, ProductExportFilters, SkuPrefix};
+use stockflow_domain::{BatchFilters, BatchStatus, ExportFilters, ExportFormat, ProductFilters, SkuPrefix};
 use stockflow_queue::{Broker, Outgoing, Publisher};
 use stockflow_runtime::OutboxRelay;
 use stockflow_telemetry::Shutdown;
@@ -197,13 +197,13 @@ async fn exports_write_every_matching_row_once_with_figures_that_match_the_file(
     let mut conn = app.database.connect();
     let tenant = seed(&mut conn, 1000);
     let everything = request(&mut conn, &tenant, ExportFormat::Csv, ExportFilters::Batches(Default::default()));
-    let completed = BatchExportFilters {
+    let completed = BatchFilters {
         status: Some(BatchStatus::Completed),
         product_id: Some(tenant.products[0]),
         ..Default::default()
     };
     let filtered = request(&mut conn, &tenant, ExportFormat::Jsonl, ExportFilters::Batches(completed));
-    let products = ProductExportFilters { sku_prefix: Some(SkuPrefix::parse("A_").unwrap()), q: None };
+    let products = ProductFilters { sku_prefix: Some(SkuPrefix::parse("A_").unwrap()), q: None };
     let by_prefix = request(&mut conn, &tenant, ExportFormat::Csv, ExportFilters::Products(products));
     relay.relay.kick();
     let root = media_root(&app.env);
