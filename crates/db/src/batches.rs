@@ -21,7 +21,7 @@ pub struct BatchRow {
     pub produced_at: DateTime<Utc>,
     pub status: String,
     pub notes: String,
-    pub metadata: serde_json::Value,
+    pub metadata: crate::JsonText,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

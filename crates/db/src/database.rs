@@ -1,10 +1,13 @@
+use crate::pool::Manager;
 use diesel::PgConnection;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::r2d2::{Pool, PooledConnection};
+use std::sync::Arc;
 use std::time::Duration;
 use stockflow_config::DatabaseSettings;
 use stockflow_telemetry::{Check, CheckFuture};
+use tokio::sync::Semaphore;
 
-type PgPool = Pool<ConnectionManager<PgConnection>>;
+type PgPool = Pool<Manager>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -16,14 +19,37 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+    #[error("the database pool is closed")]
+    Closed,
     #[error("database task did not finish: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+impl DbError {
+    /// The database could not be reached or the connection was lost: worth
+    /// a retry later, unlike a fault of the query.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            Self::Unavailable(_) | Self::Connect(_) => true,
+            Self::Query(Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            )) => true,
+            Self::Query(_) | Self::Migration(_) | Self::Closed | Self::Task(_) => false,
+        }
+    }
 }
 
 /// The pool, and a way to run blocking Diesel code from async code.
 #[derive(Clone)]
 pub struct Database {
     pool: PgPool,
+    /// One permit per pooled connection, taken before the blocking hand-off:
+    /// callers queue in arrival order (r2d2's own wait lets newcomers barge
+    /// ahead of threads already waiting, which stretches the tail latency),
+    /// and waiting costs no blocking thread.
+    turns: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Database {
@@ -46,7 +72,7 @@ impl Database {
     /// Builds the pool without connecting: a service starts (and reports
     /// not-ready) while the database is down, and recovers when it returns.
     pub fn connect_lazy(settings: &DatabaseSettings) -> Self {
-        let manager = ConnectionManager::<PgConnection>::new(settings.url.expose());
+        let manager = Manager::new(settings.url.expose());
         let pool = Pool::builder()
             .max_size(settings.pool_size.get())
             // No eager background connects: a connect thread still inside
@@ -56,7 +82,8 @@ impl Database {
             .connection_timeout(settings.connect_timeout)
             .error_handler(Box::new(TracingErrorHandler))
             .build_unchecked(manager);
-        Self { pool }
+        let turns = Arc::new(Semaphore::new(settings.pool_size.get() as usize));
+        Self { pool, turns }
     }
 
     /// One connection, without a pool: for short-lived admin commands.
@@ -65,7 +92,9 @@ impl Database {
         Ok(PgConnection::establish(settings.url.expose())?)
     }
 
-    pub fn get(&self) -> Result<PooledConnection<ConnectionManager<PgConnection>>, DbError> {
+    pub fn get(
+        &self,
+    ) -> Result<PooledConnection<impl diesel::r2d2::ManageConnection<Connection = PgConnection>>, DbError> {
         Ok(self.pool.get()?)
     }
 
@@ -78,7 +107,10 @@ impl Database {
         E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let turn = self.turns.clone().acquire_owned().await.map_err(|_| DbError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            // Held until the work is done, even if the caller stops waiting.
+            let _turn = turn;
             let mut conn = pool.get().map_err(DbError::from)?;
             work(&mut conn)
         })

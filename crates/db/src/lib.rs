@@ -6,16 +6,19 @@ pub mod attachments;
 pub mod batches;
 mod database;
 pub mod exports;
+mod json;
 mod migrations;
 pub mod organizations;
 pub mod outbox;
 pub mod page;
+mod pool;
 pub mod products;
 pub mod schema;
 pub mod storage_migrations;
 pub mod users;
 
 pub use database::{Database, DbError};
+pub use json::JsonText;
 pub use migrations::{MIGRATIONS, migration_names, pending_migrations, revert_all, run_pending};
 
 pub use diesel::PgConnection;

@@ -16,7 +16,7 @@ pub struct Product {
     pub sku: String,
     pub name: String,
     pub unit: String,
-    pub custom_fields: serde_json::Value,
+    pub custom_fields: crate::JsonText,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

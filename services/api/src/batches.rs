@@ -35,13 +35,16 @@ pub(crate) struct BatchView {
     /// Exact decimal text, e.g. "12.5".
     #[schema(example = "12.5")]
     quantity: String,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     produced_at: DateTime<Utc>,
     #[schema(schema_with = crate::openapi::batch_status)]
     status: String,
     notes: String,
     #[schema(schema_with = crate::openapi::json_object)]
-    metadata: serde_json::Value,
+    metadata: stockflow_db::JsonText,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     updated_at: DateTime<Utc>,
 }
 

@@ -61,10 +61,14 @@ pub(crate) struct ExportView {
     sha256: Option<String>,
     /// Why the export failed, when it did.
     error: Option<String>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::rfc3339::optional")]
     started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::rfc3339::optional")]
     finished_at: Option<DateTime<Utc>>,
     /// When the file will be removed.
+    #[serde(serialize_with = "crate::rfc3339::optional")]
     expires_at: Option<DateTime<Utc>>,
     /// Where `GET` downloads the file once `status` is `succeeded`.
     #[schema(example = "/v1/exports/0b0c6a46-6f43-4a36-9a0e-6b0f0d4b1c2e/content")]

@@ -15,6 +15,7 @@ mod openapi;
 mod pagination;
 mod problem;
 mod products;
+mod rfc3339;
 mod routes;
 mod settings;
 mod startup;

@@ -34,6 +34,7 @@ struct UserView {
 struct TokenSummary {
     id: Uuid,
     name: String,
+    #[serde(serialize_with = "crate::rfc3339::optional")]
     expires_at: Option<DateTime<Utc>>,
 }
 

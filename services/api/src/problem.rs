@@ -172,16 +172,13 @@ impl ApiError {
 
 impl From<stockflow_db::DbError> for ApiError {
     fn from(error: stockflow_db::DbError) -> Self {
-        match error {
-            stockflow_db::DbError::Unavailable(_) | stockflow_db::DbError::Connect(_) => Self::Unavailable(error),
-            other => Self::Internal(other),
-        }
+        if error.is_unavailable() { Self::Unavailable(error) } else { Self::Internal(error) }
     }
 }
 
 impl From<diesel::result::Error> for ApiError {
     fn from(error: diesel::result::Error) -> Self {
-        Self::Internal(error.into())
+        stockflow_db::DbError::from(error).into()
     }
 }
 
@@ -297,5 +294,16 @@ mod tests {
             every_variant.iter().map(|error| (error.code(), error.status_code().as_u16(), error.title())).collect();
         listed.sort_by_key(|&(code, status, _)| (status, code));
         assert_eq!(listed, CODES);
+    }
+
+    #[test]
+    fn a_lost_connection_is_unavailable_and_a_query_fault_is_internal() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        for kind in [DatabaseErrorKind::ClosedConnection, DatabaseErrorKind::UnableToSendCommand] {
+            let lost = Error::DatabaseError(kind, Box::new("server closed the connection unexpectedly".to_owned()));
+            assert_eq!(ApiError::from(lost).status_code(), StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let fault = Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new("syntax error".to_owned()));
+        assert_eq!(ApiError::from(fault).status_code(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -36,8 +36,10 @@ pub(crate) struct ProductView {
     #[schema(example = "kg")]
     unit: String,
     #[schema(schema_with = crate::openapi::json_object)]
-    custom_fields: serde_json::Value,
+    custom_fields: stockflow_db::JsonText,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     updated_at: DateTime<Utc>,
 }
 

@@ -30,9 +30,13 @@ pub(crate) struct TokenView {
     email: String,
     #[schema(schema_with = crate::openapi::role)]
     role: String,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     created_at: DateTime<Utc>,
+    #[serde(serialize_with = "crate::rfc3339::optional")]
     last_used_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::rfc3339::optional")]
     expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::rfc3339::optional")]
     revoked_at: Option<DateTime<Utc>>,
 }
 

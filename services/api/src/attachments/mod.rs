@@ -50,6 +50,7 @@ pub(crate) struct AttachmentView {
     size_bytes: i64,
     /// Hex digest of the content.
     sha256: Option<String>,
+    #[serde(serialize_with = "crate::rfc3339::serialize")]
     created_at: DateTime<Utc>,
     /// Where `GET` downloads the file.
     #[schema(example = "/v1/attachments/0b0c6a46-6f43-4a36-9a0e-6b0f0d4b1c2e/content")]
