@@ -6,7 +6,6 @@ mod writer;
 
 use crate::{ByteRange, ByteStream, Key, Object, ObjectMeta, Prefix, PutMode, Storage, StorageError, Stored};
 use futures_util::stream::{self, BoxStream, StreamExt};
-use sha2::{Digest, Sha256};
 use std::fs::Permissions;
 use std::io::{self, ErrorKind, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -78,18 +77,16 @@ impl Storage for LocalFs {
         .await
         .map_err(fail)?;
         let writer = Writer::start(file, Arc::clone(&temp));
-        let mut hasher = Sha256::new();
         let mut size = 0_u64;
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(StorageError::Body)?;
-            hasher.update(&chunk);
             size += chunk.len() as u64;
             if writer.write(chunk).await.is_err() {
                 // The writer stopped on an error, which finish() returns.
                 break;
             }
         }
-        writer.finish().await.map_err(fail)?;
+        let sha256 = writer.finish().await.map_err(fail)?;
 
         match mode {
             PutMode::Overwrite => {
@@ -111,7 +108,7 @@ impl Storage for LocalFs {
             }
         }
         blocking(move || sync_dir(&dir)).await.map_err(fail)?;
-        Ok(Stored { size, sha256: hasher.finalize().into() })
+        Ok(Stored { size, sha256 })
     }
 
     async fn get(&self, key: &Key, range: Option<ByteRange>) -> Result<Object, StorageError> {
