@@ -1,11 +1,9 @@
 use crate::pool::Manager;
 use diesel::PgConnection;
 use diesel::r2d2::{Pool, PooledConnection};
-use std::sync::Arc;
 use std::time::Duration;
 use stockflow_config::DatabaseSettings;
 use stockflow_telemetry::{Check, CheckFuture};
-use tokio::sync::Semaphore;
 
 type PgPool = Pool<Manager>;
 
@@ -19,8 +17,10 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
-    #[error("the database pool is closed")]
+    #[error("the database threads are gone")]
     Closed,
+    #[error("the database work panicked")]
+    Panicked,
     #[error("database task did not finish: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -36,7 +36,7 @@ impl DbError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
             )) => true,
-            Self::Query(_) | Self::Migration(_) | Self::Closed | Self::Task(_) => false,
+            Self::Query(_) | Self::Migration(_) | Self::Closed | Self::Panicked | Self::Task(_) => false,
         }
     }
 }
@@ -45,11 +45,8 @@ impl DbError {
 #[derive(Clone)]
 pub struct Database {
     pool: PgPool,
-    /// One permit per pooled connection, taken before the blocking hand-off:
-    /// callers queue in arrival order (r2d2's own wait lets newcomers barge
-    /// ahead of threads already waiting, which stretches the tail latency),
-    /// and waiting costs no blocking thread.
-    turns: Arc<Semaphore>,
+    /// Where `run` queues work for the database threads (see threads.rs).
+    jobs: std::sync::mpsc::Sender<crate::threads::Job>,
 }
 
 impl std::fmt::Debug for Database {
@@ -82,8 +79,8 @@ impl Database {
             .connection_timeout(settings.connect_timeout)
             .error_handler(Box::new(TracingErrorHandler))
             .build_unchecked(manager);
-        let turns = Arc::new(Semaphore::new(settings.pool_size.get() as usize));
-        Self { pool, turns }
+        let jobs = crate::threads::start(settings.pool_size.get());
+        Self { pool, jobs }
     }
 
     /// One connection, without a pool: for short-lived admin commands.
@@ -98,8 +95,10 @@ impl Database {
         Ok(self.pool.get()?)
     }
 
-    /// Runs `work` on a pooled connection on the blocking thread pool. The
-    /// caller picks the error type, as long as pool failures fit into it.
+    /// Runs `work` on a pooled connection on a database thread, after the
+    /// work queued before it. The caller picks the error type, as long as
+    /// pool failures fit into it. Work whose caller stopped waiting still
+    /// runs to its end.
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
@@ -107,15 +106,17 @@ impl Database {
         E: From<DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        let turn = self.turns.clone().acquire_owned().await.map_err(|_| DbError::Closed)?;
-        tokio::task::spawn_blocking(move || {
-            // Held until the work is done, even if the caller stops waiting.
-            let _turn = turn;
-            let mut conn = pool.get().map_err(DbError::from)?;
-            work(&mut conn)
-        })
-        .await
-        .map_err(|e| E::from(DbError::from(e)))?
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job = Box::new(move || {
+            let outcome = match pool.get() {
+                Ok(mut conn) => work(&mut conn),
+                Err(error) => Err(E::from(DbError::from(error))),
+            };
+            // Nobody to tell if the caller stopped waiting.
+            let _ = answer.send(outcome);
+        });
+        self.jobs.send(job).map_err(|_| E::from(DbError::Closed))?;
+        answered.await.map_err(|_| E::from(DbError::Panicked))?
     }
 
     /// A readiness check: a connection answers `SELECT 1` within `timeout`.

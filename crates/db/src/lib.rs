@@ -15,6 +15,7 @@ mod pool;
 pub mod products;
 pub mod schema;
 pub mod storage_migrations;
+mod threads;
 pub mod users;
 
 pub use database::{Database, DbError};

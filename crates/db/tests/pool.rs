@@ -83,3 +83,21 @@ fn a_connection_idle_for_a_while_is_checked_before_it_is_served() {
     let pid = backend_pid(&pool).expect("the ping finds the dead connection and the pool replaces it");
     assert_ne!(pid, dead);
 }
+
+#[tokio::test]
+async fn work_that_panics_answers_an_error_and_its_thread_serves_the_next() {
+    let database = TestDatabase::create();
+    // One connection, so one database thread: if the panic took it down,
+    // nothing would run the next work.
+    let pool = one_connection_pool(&database);
+    let panicked = pool.run(|_conn| -> Result<(), stockflow_db::DbError> { panic!("a bug in some query code") }).await;
+    assert!(matches!(panicked, Err(stockflow_db::DbError::Panicked)), "{panicked:?}");
+
+    let pid = pool
+        .run(|conn| {
+            let backend = diesel::sql_query("SELECT pg_backend_pid() AS pid").get_result::<Backend>(conn)?;
+            Ok::<_, stockflow_db::DbError>(backend.pid)
+        })
+        .await;
+    assert!(pid.is_ok(), "the next work runs: {pid:?}");
+}
