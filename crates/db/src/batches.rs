@@ -17,21 +17,13 @@ pub struct BatchRow {
     pub org_id: Uuid,
     pub product_id: Uuid,
     pub code: String,
-    pub quantity: BigDecimal,
+    pub quantity: crate::DecimalText,
     pub produced_at: DateTime<Utc>,
     pub status: String,
     pub notes: String,
     pub metadata: crate::JsonText,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-impl BatchRow {
-    /// The quantity as canonical decimal text (`12.5`), never in exponent form.
-    pub fn quantity_text(&self) -> String {
-        let fixed = self.quantity.with_scale(6).to_string();
-        Quantity::parse(&fixed).map(|q| q.as_str().to_owned()).unwrap_or(fixed)
-    }
 }
 
 pub struct NewBatch {

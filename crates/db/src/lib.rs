@@ -5,6 +5,7 @@ pub mod api_tokens;
 pub mod attachments;
 pub mod batches;
 mod database;
+mod decimal;
 pub mod exports;
 mod json;
 mod migrations;
@@ -19,6 +20,7 @@ mod threads;
 pub mod users;
 
 pub use database::{Database, DbError};
+pub use decimal::DecimalText;
 pub use json::JsonText;
 pub use migrations::{MIGRATIONS, migration_names, pending_migrations, revert_all, run_pending};
 

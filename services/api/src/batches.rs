@@ -51,7 +51,7 @@ pub(crate) struct BatchView {
 impl From<BatchRow> for BatchView {
     fn from(b: BatchRow) -> Self {
         Self {
-            quantity: b.quantity_text(),
+            quantity: b.quantity.into_string(),
             id: b.id,
             product_id: b.product_id,
             code: b.code,
