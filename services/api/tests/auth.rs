@@ -99,3 +99,34 @@ async fn a_database_outage_is_a_503_problem_not_a_401() {
     assert_eq!(problem["code"], "service_unavailable");
     app.database_proxy.restore();
 }
+
+/// The order a client relies on (docs/api.md): token, then role, then
+/// input, then records.
+#[tokio::test]
+async fn the_token_is_checked_before_the_role_and_the_role_before_the_input() {
+    let app = spawn_app().await;
+    let viewer = token(&app, "acme", "viewer");
+    let member = token(&app, "acme", "member");
+    let unknown = format!("sf_{}", "Z".repeat(40));
+    let bad_list = "/v1/batches?limit=0&status=nope&produced_from=yesterday";
+    let bad_product = serde_json::json!({"sku": "", "name": "", "unit": ""});
+    let status = |response: reqwest::Response| response.status().as_u16();
+
+    let get = |token: &str, path: &str| app.http.get(app.url(path)).bearer_auth(token.to_owned()).send();
+    let post =
+        |token: &str| app.http.post(app.url("/v1/products")).bearer_auth(token.to_owned()).json(&bad_product).send();
+
+    let unknown_list = get(&unknown, bad_list).await.unwrap();
+    assert_eq!(unknown_list.status(), 401);
+    assert!(unknown_list.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer "));
+    assert_eq!(status(post(&unknown).await.unwrap()), 401, "an unknown token with a bad body");
+    assert_eq!(status(post(&viewer).await.unwrap()), 403, "a viewer with a bad body");
+    assert_eq!(status(post(&member).await.unwrap()), 422, "a member with a bad body");
+    assert_eq!(status(get(&viewer, bad_list).await.unwrap()), 422, "a viewer with bad filters");
+    let missing = format!("/v1/batches/{}", uuid::Uuid::new_v4());
+    assert_eq!(status(get(&viewer, &missing).await.unwrap()), 404);
+
+    app.database_proxy.sever();
+    assert_eq!(status(get(&viewer, "/v1/batches").await.unwrap()), 503, "an outage is not a 401");
+    app.database_proxy.restore();
+}
