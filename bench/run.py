@@ -561,7 +561,7 @@ def scenario_api_list(runs):
     codes, produced_at spread over three years), then VACUUM ANALYZE. Seeding
     takes under a minute here; the database is kept, marked by its comment,
     and reused while the comment and the row counts match. Ours: the release
-    stockflow-api (defaults: WEB_WORKERS = CPUs, DATABASE_POOL_SIZE 10),
+    stockflow-api (defaults: WEB_WORKERS = CPUs, DATABASE_POOL_SIZE 2 x CPUs),
     loaded by `wrk -t2 -c32 --timeout 10s --latency` with a viewer token of
     one organization; each request authenticates the token and reads the first
     page, 50 batches and a next_cursor (about 17 KiB of JSON). Baseline:

@@ -14,10 +14,17 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// With a pool of 10 connections unless DATABASE_POOL_SIZE says otherwise.
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        Self::from_env_with_pool(env, NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN))
+    }
+
+    /// For a service whose pool, when DATABASE_POOL_SIZE is not set, should
+    /// have another size than 10.
+    pub fn from_env_with_pool(env: &Env, default_pool_size: NonZeroU32) -> Result<Self, ConfigError> {
         Ok(Self {
             url: env.required("DATABASE_URL")?,
-            pool_size: env.or("DATABASE_POOL_SIZE", NonZeroU32::new(10).unwrap_or(NonZeroU32::MIN))?,
+            pool_size: env.or("DATABASE_POOL_SIZE", default_pool_size)?,
             connect_timeout: seconds(
                 env.or("DATABASE_CONNECT_TIMEOUT_SECS", NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN))?,
             ),
@@ -125,6 +132,14 @@ mod tests {
         assert_eq!(broker.namespace.as_str(), "stockflow");
         let telemetry = TelemetrySettings::from_env(&base()).unwrap();
         assert_eq!((telemetry.filter.as_str(), telemetry.format), ("info", LogFormat::Json));
+    }
+
+    #[test]
+    fn a_services_own_pool_default_yields_to_database_pool_size() {
+        let four = NonZeroU32::new(4).unwrap();
+        assert_eq!(DatabaseSettings::from_env_with_pool(&base(), four).unwrap().pool_size, four);
+        let set = base().with("DATABASE_POOL_SIZE", "12");
+        assert_eq!(DatabaseSettings::from_env_with_pool(&set, four).unwrap().pool_size.get(), 12);
     }
 
     #[test]

@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::num::NonZeroU64;
 use std::num::NonZeroUsize;
 use stockflow_config::{
@@ -31,7 +32,7 @@ impl Settings {
         let storage = StorageSettings::from_env(env)?;
         Ok(Self {
             telemetry: TelemetrySettings::from_env(env)?,
-            database: DatabaseSettings::from_env(env)?,
+            database: DatabaseSettings::from_env_with_pool(env, default_pool_size())?,
             broker: BrokerSettings::from_env(env)?,
             uploads: UploadSettings::from_env(env, &storage)?,
             storage,
@@ -171,6 +172,17 @@ impl FromEnvValue for PresignTtl {
     }
 }
 
+/// Two connections per CPU. The api's queries are short, and PostgreSQL
+/// runs a process per connection: more connections than it has cores to
+/// run them only queue inside PostgreSQL. On api-list (2 CPUs, database on
+/// the same machine) 4 connections instead of 10 took the p99 from 29-32 ms
+/// to 21-26 ms at the same or a higher rate. The CPUs counted are the api's;
+/// where the database has more, DATABASE_POOL_SIZE says so.
+fn default_pool_size() -> NonZeroU32 {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    NonZeroU32::new(u32::try_from(cores.saturating_mul(2)).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN)
+}
+
 impl ApiSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
@@ -192,5 +204,16 @@ pub struct AdminSettings {
 impl AdminSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self { telemetry: TelemetrySettings::from_env(env)?, database: DatabaseSettings::from_env(env)? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_defaults_to_two_connections_per_cpu() {
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(default_pool_size().get() as usize, 2 * cpus);
     }
 }
