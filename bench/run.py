@@ -439,6 +439,22 @@ class Worker(Service):
         return float(found.group(1)) if found else 0.0
 
 
+def seed_products(url, scratch, name_suffixes, count):
+    """Makes `count` products in each organization of `name_suffixes`
+    through the API (P-000..., "Product <n><suffix>"), with a member token."""
+    tokens = {org: create_token(url, org, "member", "bench-seed") for org in name_suffixes}
+    api = Api(url, scratch)
+    try:
+        for org, token in tokens.items():
+            for n in range(count):
+                api.expect(201, "POST", "/v1/products", token, {
+                    "sku": f"P-{n:03d}", "name": f"Product {n}{name_suffixes[org]}", "unit": ["kg", "l", "pcs"][n % 3],
+                    "custom_fields": {"line": n % 4, "supplier": f"S{n % 7}"},
+                })
+    finally:
+        api.stop()
+
+
 def seed_list_database(scratch):
     """The database of api-list: SEED_ORGS each with SEED_PRODUCTS_PER_ORG
     products (made through the API) and SEED_BATCHES_PER_ORG batches (bulk
@@ -459,17 +475,7 @@ def seed_list_database(scratch):
         print(f"  seeding {LIST_DB}: {len(SEED_ORGS) * SEED_BATCHES_PER_ORG:,} batches (once; later runs reuse it)", flush=True)
     started = time.perf_counter()
     recreate_database(LIST_DB)
-    tokens = {org: create_token(url, org, "member", "bench-seed") for org in SEED_ORGS}
-    api = Api(url, scratch)
-    try:
-        for org, token in tokens.items():
-            for n in range(SEED_PRODUCTS_PER_ORG):
-                api.expect(201, "POST", "/v1/products", token, {
-                    "sku": f"P-{n:03d}", "name": f"Product {n} of {org}", "unit": ["kg", "l", "pcs"][n % 3],
-                    "custom_fields": {"line": n % 4, "supplier": f"S{n % 7}"},
-                })
-    finally:
-        api.stop()
+    seed_products(url, scratch, {org: f" of {org}" for org in SEED_ORGS}, SEED_PRODUCTS_PER_ORG)
     # Distinct codes per org; produced_at spread over three years, mostly
     # increasing with the code but jittered by up to a day, so the list order
     # is not the insertion order; statuses, notes and metadata mixed as a
@@ -867,16 +873,7 @@ def seed_export_database(scratch):
         print(f"  seeding {EXPORT_DB}: {EXPORT_BATCHES:,} batches (once; later runs reuse it)", flush=True)
     started = time.perf_counter()
     recreate_database(EXPORT_DB)
-    token = create_token(url, EXPORT_ORG, "member", "bench-seed")
-    api = Api(url, scratch)
-    try:
-        for n in range(EXPORT_PRODUCTS):
-            api.expect(201, "POST", "/v1/products", token, {
-                "sku": f"P-{n:03d}", "name": f"Product {n}", "unit": ["kg", "l", "pcs"][n % 3],
-                "custom_fields": {"line": n % 4, "supplier": f"S{n % 7}"},
-            })
-    finally:
-        api.stop()
+    seed_products(url, scratch, {EXPORT_ORG: ""}, EXPORT_PRODUCTS)
     # As api-list's seed, and notes that CSV must quote: commas, double
     # quotes, and now and then a line break inside the field.
     sql(url, f"""

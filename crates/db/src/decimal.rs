@@ -14,10 +14,6 @@ use diesel::sql_types::Numeric;
 pub struct DecimalText(String);
 
 impl DecimalText {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     pub fn into_string(self) -> String {
         self.0
     }

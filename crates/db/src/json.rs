@@ -12,16 +12,6 @@ use serde_json::value::RawValue;
 #[diesel(sql_type = Jsonb)]
 pub struct JsonText(Box<RawValue>);
 
-impl JsonText {
-    pub fn as_str(&self) -> &str {
-        self.0.get()
-    }
-
-    pub fn to_value(&self) -> serde_json::Result<serde_json::Value> {
-        serde_json::from_str(self.0.get())
-    }
-}
-
 impl FromSql<Jsonb, Pg> for JsonText {
     fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
         // jsonb's binary form is a version byte, 1, then the JSON text.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// How long a successful query vouches for its connection. Past this a
 /// checkout pings first: after a quiet spell the server may have restarted
 /// or an idle timeout may have closed the socket.
-pub(crate) const TRUSTED_FOR: Duration = Duration::from_secs(1);
+const TRUSTED_FOR: Duration = Duration::from_secs(1);
 
 pub(crate) struct Manager {
     inner: ConnectionManager<PgConnection>,
@@ -35,13 +35,12 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<PgConnection, Error> {
         let mut conn = self.inner.connect()?;
-        conn.set_instrumentation(Liveness { last_success: Some(Instant::now()), lost: false });
+        conn.set_instrumentation(Liveness { last_success: Instant::now(), lost: false });
         Ok(conn)
     }
 
     fn is_valid(&self, conn: &mut PgConnection) -> Result<(), Error> {
-        let vouched =
-            liveness(conn).is_some_and(|l| !l.lost && l.last_success.is_some_and(|at| at.elapsed() < TRUSTED_FOR));
+        let vouched = liveness(conn).is_some_and(|l| !l.lost && l.last_success.elapsed() < TRUSTED_FOR);
         if vouched { Ok(()) } else { self.inner.is_valid(conn) }
     }
 
@@ -56,7 +55,8 @@ fn liveness(conn: &mut PgConnection) -> Option<&mut Liveness> {
 
 /// What a connection's own queries tell about it.
 struct Liveness {
-    last_success: Option<Instant>,
+    /// The connect counts as the first success.
+    last_success: Instant,
     lost: bool,
 }
 
@@ -64,7 +64,7 @@ impl Instrumentation for Liveness {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
         if let InstrumentationEvent::FinishQuery { error, .. } = event {
             match error {
-                None => self.last_success = Some(Instant::now()),
+                None => self.last_success = Instant::now(),
                 Some(QueryError::DatabaseError(
                     DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                     _,
