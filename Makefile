@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # nextest runs each test in its own process, in parallel; plain cargo test
 # is the fallback on machines without it.
-TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run" || echo test)
+TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run --retries 0" || echo test)
 
 .PHONY: help services services-stop build run stop test lint fmt bench clean-test-dbs
 

@@ -191,7 +191,7 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
         backoff.reset();
         let _ = status.send_replace(Ok(()));
         last_channel = Some(channel.clone());
-        loop {
+        let lost = loop {
             tokio::select! {
                 next = deliveries.next() => match next {
                     Some(Ok(delivery)) => {
@@ -199,11 +199,11 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%queue, %error, "consumer failed; subscribing again");
-                        break;
+                        break error.to_string();
                     }
                     None => {
                         tracing::warn!(%queue, "consumer was cancelled or its channel closed; subscribing again");
-                        break;
+                        break "cancelled, or its channel closed".to_owned();
                     }
                 },
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
@@ -214,8 +214,8 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
                     break 'subscribe;
                 }
             }
-        }
-        let _ = status.send_replace(Err(format!("not consuming {queue}: subscription lost")));
+        };
+        let _ = status.send_replace(Err(lost_subscription(&queue, &connection, &lost)));
     }
     let _ = status.send_replace(Err("stopping".to_owned()));
     let drained = tokio::time::timeout(DRAIN, async { while in_flight.join_next().await.is_some() {} }).await;
@@ -227,6 +227,18 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
         let _ = channel.close(200, "consumer stopping".into()).await;
     }
     tracing::info!(%queue, "consumer stopped");
+}
+
+/// What `/readyz` says of a consumer that lost its subscription. When the
+/// connection died, that is the news: the consumer's line says the broker
+/// is gone rather than hinting at a problem of its own, and it resubscribes
+/// on the next connection.
+fn lost_subscription(queue: &str, connection: &Connection, reason: &str) -> String {
+    if connection.status().connected() {
+        format!("not consuming {queue}: subscription lost ({reason}); subscribing again")
+    } else {
+        format!("not consuming {queue}: the broker connection was lost ({reason}); resubscribing when it is back")
+    }
 }
 
 async fn subscribe(

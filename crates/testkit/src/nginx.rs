@@ -2,11 +2,14 @@
 //! with only its addresses and paths swapped for the test's, so tests
 //! exercise the configuration operators get.
 
+use crate::group::ProcessGroup;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+/// Stopped on drop with SIGQUIT, nginx's graceful stop: the master waits
+/// for its workers and exits; a worker left behind fails the test.
 pub struct Nginx {
-    child: Child,
+    process: ProcessGroup,
     port: u16,
     _prefix: tempfile::TempDir,
 }
@@ -33,7 +36,8 @@ impl Nginx {
             .into_iter()
             .find(|candidate| Path::new(candidate).is_file())
             .unwrap_or("nginx");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("-p")
             .arg(prefix.path())
             .arg("-c")
@@ -42,23 +46,15 @@ impl Nginx {
             .arg(prefix.path().join("logs/error.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| panic!("start nginx ({binary}): {error}; `make services` installs it"));
-        let mut nginx = Self { child, port, _prefix: prefix };
-        crate::process::wait_until_listening(&mut nginx.child, nginx.port, "nginx").await;
+            .stderr(Stdio::piped());
+        let process = ProcessGroup::spawn(command, &format!("nginx ({binary}; `make services` installs it)"), "QUIT");
+        let mut nginx = Self { process, port, _prefix: prefix };
+        crate::process::wait_until_listening(nginx.process.child_mut(), nginx.port, "nginx").await;
         nginx
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

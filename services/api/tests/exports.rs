@@ -86,7 +86,7 @@ async fn a_request_made_while_the_broker_is_down_is_published_when_it_returns() 
     let member = token(&app, "acme", "member");
     app.wait_for_readyz(200, Duration::from_secs(10)).await;
     app.broker_proxy.sever();
-    app.wait_for_readyz(503, Duration::from_secs(15)).await;
+    app.wait_until_down("broker", Duration::from_secs(15)).await;
     let (status, export, _) = post(&app, &member, json!({"kind": "products", "format": "jsonl"}), None).await;
     assert_eq!(status, 202, "accepted with the broker down: {export}");
     tokio::time::sleep(Duration::from_millis(500)).await;
