@@ -3,7 +3,7 @@ use diesel::PgConnection;
 use diesel::r2d2::{Pool, PooledConnection};
 use std::time::Duration;
 use stockflow_config::DatabaseSettings;
-use stockflow_telemetry::{Check, CheckFuture};
+use stockflow_telemetry::{Check, CheckFuture, Down};
 
 type PgPool = Pool<Manager>;
 
@@ -150,12 +150,12 @@ impl Check for DatabaseCheck {
         let pool = self.pool.clone();
         let timeout = self.timeout;
         Box::pin(async move {
-            let probe = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let probe = tokio::task::spawn_blocking(move || -> Result<(), Down> {
                 use diesel::RunQueryDsl;
-                let mut conn = pool.get_timeout(timeout).map_err(|e| e.to_string())?;
-                diesel::sql_query("SELECT 1").execute(&mut conn).map(drop).map_err(|e| e.to_string())
+                let mut conn = pool.get_timeout(timeout).map_err(|e| Down::new("no connection", e))?;
+                diesel::sql_query("SELECT 1").execute(&mut conn).map(drop).map_err(|e| Down::new("query failed", e))
             });
-            probe.await.map_err(|e| e.to_string())?
+            probe.await.map_err(|e| Down::new("check failed", e))?
         })
     }
 }

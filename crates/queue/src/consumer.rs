@@ -20,7 +20,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stockflow_domain::{Envelope, Job};
-use stockflow_telemetry::{Check, CheckFuture, Shutdown};
+use stockflow_telemetry::{Check, CheckFuture, Down, Shutdown};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -106,7 +106,7 @@ impl Consumer {
         settings: ConsumerSettings,
         shutdown: Shutdown,
     ) -> ConsumerHandle {
-        let (status_tx, status) = watch::channel(Err("not consuming yet".to_owned()));
+        let (status_tx, status) = watch::channel(Err(Down::new("not consuming yet", "")));
         let context = Arc::new(Context {
             topology: Topology::new(broker.namespace()),
             family: self.family,
@@ -122,7 +122,7 @@ impl Consumer {
 
 pub struct ConsumerHandle {
     name: &'static str,
-    status: watch::Receiver<Result<(), String>>,
+    status: watch::Receiver<Result<(), Down>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -140,7 +140,7 @@ impl ConsumerHandle {
 
 pub struct ConsumerCheck {
     name: &'static str,
-    status: watch::Receiver<Result<(), String>>,
+    status: watch::Receiver<Result<(), Down>>,
 }
 
 impl Check for ConsumerCheck {
@@ -163,7 +163,7 @@ struct Context {
     settings: ConsumerSettings,
 }
 
-async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result<(), String>>, shutdown: Shutdown) {
+async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result<(), Down>>, shutdown: Shutdown) {
     let queue = context.topology.queue(context.family);
     let tag = format!("{queue}.{}", uuid::Uuid::new_v4().simple());
     let mut backoff = Backoff::new(RESUBSCRIBE_BASE, RESUBSCRIBE_MAX);
@@ -180,7 +180,7 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
             Err(error) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(%queue, %error, retry_in_ms = delay.as_millis(), "cannot consume");
-                let _ = status.send_replace(Err(format!("cannot consume {queue}: {error}")));
+                let _ = status.send_replace(Err(Down::new("cannot consume", format!("{queue}: {error}"))));
                 tokio::select! {
                     () = tokio::time::sleep(delay) => continue,
                     () = shutdown.wait() => break,
@@ -217,7 +217,7 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
         };
         let _ = status.send_replace(Err(lost_subscription(&queue, &connection, &lost)));
     }
-    let _ = status.send_replace(Err("stopping".to_owned()));
+    let _ = status.send_replace(Err(Down::new("stopping", "")));
     let drained = tokio::time::timeout(DRAIN, async { while in_flight.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(%queue, left = in_flight.len(), "jobs still running at shutdown; the broker will redeliver them");
@@ -231,13 +231,14 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
 
 /// What `/readyz` says of a consumer that lost its subscription. When the
 /// connection died, that is the news: the consumer's line says the broker
-/// is gone rather than hinting at a problem of its own, and it resubscribes
-/// on the next connection.
-fn lost_subscription(queue: &str, connection: &Connection, reason: &str) -> String {
+/// connection was lost rather than hinting at a problem of its own, and it
+/// resubscribes on the next connection.
+fn lost_subscription(queue: &str, connection: &Connection, reason: &str) -> Down {
+    let detail = format!("{queue}: {reason}");
     if connection.status().connected() {
-        format!("not consuming {queue}: subscription lost ({reason}); subscribing again")
+        Down::new("subscription lost; subscribing again", detail)
     } else {
-        format!("not consuming {queue}: the broker connection was lost ({reason}); resubscribing when it is back")
+        Down::new("the broker connection was lost; resubscribing when it is back", detail)
     }
 }
 

@@ -6,7 +6,8 @@ mod logging;
 mod shutdown;
 
 pub use health::{
-    Check, CheckFuture, METRICS_CONTENT_TYPE, MetricsSource, Readiness, ReadinessReport, health_routes, serve_health,
+    Check, CheckFuture, Down, METRICS_CONTENT_TYPE, MetricsSource, Readiness, ReadinessReport, health_routes,
+    serve_health,
 };
 pub use logging::{init, init_stderr};
 pub use shutdown::Shutdown;

@@ -27,6 +27,8 @@ pub async fn readiness_follows_dependencies(app: &TestApp) {
         proxy.sever();
         let body = app.wait_until_down(name, NOTICE_WITHIN).await;
         assert_eq!(body["status"], "not_ready", "{body}");
+        // The reason, not the driver's error: that names hosts and ports.
+        assert!(!body.to_string().contains(&format!(":{}", proxy.port())), "an address leaked: {body}");
         assert_eq!(app.get("/healthz").await.status(), 200, "liveness must not follow dependencies");
         proxy.restore();
         let body = app.wait_for_readyz(200, RECOVER_WITHIN).await;
@@ -48,6 +50,8 @@ pub async fn readiness_follows_storage(app: &TestApp, name: &str, dir: &str) {
     std::fs::write(&root, b"not a directory").expect("put a file in its place");
     let body = app.wait_until_down(name, NOTICE_WITHIN).await;
     assert_eq!(body["status"], "not_ready", "{body}");
+    let root_path = app.storage_root.path().display().to_string();
+    assert!(!body.to_string().contains(&root_path), "a path leaked: {body}");
     std::fs::remove_file(&root).expect("remove the file");
     std::fs::rename(&aside, &root).expect("put the root back");
     let body = app.wait_for_readyz(200, RECOVER_WITHIN).await;
