@@ -7,6 +7,7 @@
 //! client that floods the endpoint, costs the dependencies at most one round
 //! of checks per second.
 
+use crate::metrics::MetricsSource;
 use actix_web::{HttpResponse, web};
 use futures_util::future::{BoxFuture, join_all};
 use serde::Serialize;
@@ -142,28 +143,19 @@ pub fn health_routes(readiness: Readiness) -> impl FnOnce(&mut web::ServiceConfi
     }
 }
 
-/// Whatever a service exposes on `/metrics`, in the Prometheus text format.
-pub trait MetricsSource: Send + Sync + 'static {
-    fn render(&self) -> BoxFuture<'_, String>;
-}
-
-/// Prometheus text exposition format 0.0.4.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Serves `/healthz`, `/readyz` and, when given, `/metrics`, for services
-/// with no HTTP API of their own. Returns the bound address (port 0 picks a
-/// free port) and the server, which stops gracefully when told to.
+/// Serves `/healthz`, `/readyz` and `/metrics`, for services with no HTTP
+/// API of their own. Returns the bound address (port 0 picks a free port)
+/// and the server, which stops gracefully when told to.
 pub fn serve_health(
     bind: SocketAddr,
     readiness: Readiness,
-    metrics: Option<Arc<dyn MetricsSource>>,
+    metrics: Arc<dyn MetricsSource>,
 ) -> std::io::Result<(SocketAddr, actix_web::dev::Server)> {
     let server = actix_web::HttpServer::new(move || {
-        let app = actix_web::App::new().configure(health_routes(readiness.clone()));
-        match metrics.clone() {
-            Some(source) => app.app_data(web::Data::from(source)).route("/metrics", web::get().to(render_metrics)),
-            None => app,
-        }
+        actix_web::App::new()
+            .configure(health_routes(readiness.clone()))
+            .app_data(web::Data::from(Arc::clone(&metrics)))
+            .route("/metrics", web::get().to(crate::metrics::serve))
     })
     .workers(1)
     .disable_signals()
@@ -172,10 +164,6 @@ pub fn serve_health(
     let address =
         server.addrs().first().copied().ok_or_else(|| std::io::Error::other("health server bound no address"))?;
     Ok((address, server.run()))
-}
-
-async fn render_metrics(source: web::Data<dyn MetricsSource>) -> HttpResponse {
-    HttpResponse::Ok().content_type(METRICS_CONTENT_TYPE).body(source.render().await)
 }
 
 #[cfg(test)]

@@ -10,14 +10,25 @@ const NOTICE_WITHIN: Duration = Duration::from_secs(10);
 /// without a restart (reconnect backoff is capped at 5 s).
 const RECOVER_WITHIN: Duration = Duration::from_secs(15);
 
-/// `/healthz` answers 200 and `/readyz` answers 200 with every check "ok".
+/// `/healthz` answers 200, `/readyz` answers 200 with every check "ok",
+/// and `/metrics` names the service, in OpenMetrics when asked for it.
 pub async fn healthy_and_ready(app: &TestApp) {
     assert_eq!(app.get("/healthz").await.status(), 200);
     let body = app.wait_for_readyz(200, RECOVER_WITHIN).await;
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["database"], "ok");
     assert_eq!(body["checks"]["broker"], "ok");
+    let metrics = app.http.get(app.url("/metrics")).header("accept", OPENMETRICS).send().await.expect("/metrics");
+    assert_eq!(metrics.status(), 200);
+    let content_type = metrics.headers()["content-type"].to_str().unwrap_or_default().to_owned();
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    let text = metrics.text().await.expect("a text body");
+    assert!(text.lines().any(|line| line.starts_with("stockflow_build_info{service=")), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
 }
+
+/// What Prometheus sends.
+const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
 /// Cutting the broker, then the database, turns `/readyz` into a 503 that
 /// names what is down; restoring each brings 200 back with no restart.

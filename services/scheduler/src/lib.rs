@@ -1,6 +1,7 @@
 //! stockflow-scheduler: Fires cron-style schedules into the job queue, one leader at a time.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use stockflow_config::{BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, TelemetrySettings};
 use stockflow_runtime::{BackgroundService, Connections, RunError, StartupError};
 use stockflow_telemetry::Shutdown;
@@ -36,7 +37,14 @@ impl Application {
     pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartupError> {
         let connections = Connections::open(&settings.database, &settings.broker, "scheduler", shutdown)?;
         let readiness = connections.readiness();
-        Ok(Self { service: BackgroundService::start(settings.health.bind, connections, readiness, None)? })
+        Ok(Self {
+            service: BackgroundService::start(
+                settings.health.bind,
+                connections,
+                readiness,
+                Arc::new(stockflow_telemetry::metrics::registry("scheduler")),
+            )?,
+        })
     }
 
     /// Where `/healthz` and `/readyz` listen (port 0 in tests picks a free one).
