@@ -44,8 +44,11 @@ impl Down {
 /// A check that takes longer than this counts as down: a hung database must
 /// not hang the probe that is meant to detect it.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long one round of checks answers every `/readyz` call.
+/// How long one round of checks answers every `/readyz` call. A report that
+/// is not ready is kept only briefly, so a service that just became ready
+/// (or recovered) says so at once.
 const REPORT_TTL: Duration = Duration::from_secs(1);
+const NOT_READY_TTL: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Default)]
 pub struct Readiness {
@@ -87,7 +90,7 @@ impl Readiness {
     pub async fn report(&self) -> Arc<ReadinessReport> {
         let mut last = self.last.lock().await;
         if let Some((made, report)) = last.as_ref()
-            && made.elapsed() < REPORT_TTL
+            && made.elapsed() < if report.is_ready() { REPORT_TTL } else { NOT_READY_TTL }
         {
             return Arc::clone(report);
         }
@@ -237,5 +240,14 @@ mod tests {
         tokio::time::advance(REPORT_TTL).await;
         readiness.report().await;
         assert_eq!(counted.0.load(Ordering::SeqCst), 2, "a new round once the report is a second old");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_that_is_not_ready_is_kept_only_briefly() {
+        let readiness = Readiness::new().with(Fixed("broker", Err("refused")));
+        let first = readiness.report().await;
+        assert!(Arc::ptr_eq(&first, &readiness.report().await), "kept within the moment");
+        tokio::time::advance(NOT_READY_TTL).await;
+        assert!(!Arc::ptr_eq(&first, &readiness.report().await), "checked again soon after");
     }
 }
