@@ -101,11 +101,9 @@ impl From<ExportRow> for ExportView {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateExport {
-    /// `batches` or `products`.
-    #[schema(example = "batches")]
+    #[schema(schema_with = crate::openapi::export_kind)]
     kind: String,
-    /// `csv` (with a header row) or `jsonl` (one JSON object per line).
-    #[schema(example = "csv")]
+    #[schema(schema_with = crate::openapi::export_format)]
     format: String,
     /// The filters of the matching list endpoint. Batches: `product_id`,
     /// `status`, `produced_from` (inclusive), `produced_to` (exclusive).
@@ -123,16 +121,17 @@ pub(crate) struct CreateExport {
         `status` is `succeeded`, then download `content_url`. With an `Idempotency-Key`, a repeat of the \
         same request returns the export the first one made instead of a new one.",
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters, \
-        unique per request you mean to make once")),
-    request_body = CreateExport,
+        spaces allowed inside, unique per request you mean to make once", pattern = r"^[ \t]*[!-~]([ -~]{0,253}[!-~])?[ \t]*$")),
+    request_body = crate::openapi::ExportRequest,
     responses(
         (status = 202, description = "Accepted: the export, queued (or as it is now, for a repeated key)",
             body = ExportView,
             headers(("Location" = String, description = "The export's path"))),
         (status = 400, response = problems::BadRequest),
         (status = 403, response = problems::Forbidden),
+        (status = 409, response = problems::IdempotencyKeyReused),
         (status = 413, response = problems::PayloadTooLarge),
-        (status = 422, response = problems::ExportRejected),
+        (status = 422, response = problems::ValidationFailed),
     ),
 )]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
@@ -254,6 +253,7 @@ pub(crate) struct ListQuery {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(schema_with = crate::pagination::cursor_schema)]
     cursor: Option<String>,
 }
 

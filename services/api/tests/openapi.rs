@@ -125,12 +125,19 @@ async fn the_running_app_answers_exactly_the_documented_methods() {
         }
     }
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
-            if item.get(method.to_lowercase()).is_some() {
+        let served: BTreeSet<String> =
+            schema::METHODS.iter().filter(|m| item.get(**m).is_some()).map(|m| m.to_uppercase()).collect();
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "TRACE", "OPTIONS"] {
+            if served.contains(method) {
                 continue;
             }
+            let at = format!("{method} {path}");
             let (status, problem) = call(&app, "sf_none", method.parse().unwrap(), &concrete(path), None).await;
-            assert_eq!((status, problem["code"].as_str()), (405, Some("method_not_allowed")), "{method} {path}");
+            assert_eq!((status, problem["code"].as_str()), (405, Some("method_not_allowed")), "{at}");
+            let response = app.http.request(method.parse().unwrap(), app.url(&concrete(path))).send().await.unwrap();
+            let allow = response.headers().get("allow").unwrap_or_else(|| panic!("{at}: 405 without Allow"));
+            let allowed: BTreeSet<String> = allow.to_str().unwrap().split(',').map(|m| m.trim().to_owned()).collect();
+            assert_eq!(allowed, served, "{at}: Allow lists exactly the documented methods");
         }
     }
 }
