@@ -101,9 +101,11 @@ impl From<ExportRow> for ExportView {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateExport {
-    #[schema(schema_with = crate::openapi::export_kind)]
+    /// `batches` or `products`.
+    #[schema(example = "batches")]
     kind: String,
-    #[schema(schema_with = crate::openapi::export_format)]
+    /// `csv` (with a header row) or `jsonl` (one JSON object per line).
+    #[schema(example = "csv")]
     format: String,
     /// The filters of the matching list endpoint. Batches: `product_id`,
     /// `status`, `produced_from` (inclusive), `produced_to` (exclusive).

@@ -121,3 +121,22 @@ async fn a_token_for_a_user_with_another_role_is_a_conflict() {
     let (status, problem) = call(&app, &admin, Method::POST, "/v1/tokens", Some(body)).await;
     assert_eq!((status, problem["code"].as_str()), (409, Some("role_mismatch")), "{problem}");
 }
+
+/// Emails are matched as the database's unique index compares them: a
+/// user whose address lowercases differently in Rust and in PostgreSQL
+/// (`İ`) was created, then not found again (500).
+#[tokio::test]
+async fn users_are_found_by_email_as_the_database_compares_them() {
+    let app = spawn_app().await;
+    let admin = token(&app, "acme", "admin");
+    let mut users = Vec::new();
+    for email in ["İnci@Örnek.com", "İnci@Örnek.com", "Ünal.ı@example.com"] {
+        let body = json!({"name": "ci", "role": "member", "email": email});
+        let (status, issued) = call(&app, &admin, Method::POST, "/v1/tokens", Some(body)).await;
+        assert_eq!((status, issued["email"].as_str()), (201, Some(email)), "{issued}");
+        let (_, me) = call(&app, issued["token"].as_str().unwrap(), Method::GET, "/v1/me", None).await;
+        users.push(me["user"]["id"].clone());
+    }
+    assert_eq!(users[0], users[1], "the same user both times");
+    assert_ne!(users[0], users[2]);
+}

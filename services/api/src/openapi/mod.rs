@@ -6,8 +6,7 @@ mod schemas;
 
 pub(crate) use schemas::{
     Binary, ExportRequest, JsonValue, batch_code, batch_status, decimal_input, email, error_code, expires_in,
-    export_format, export_kind, json_object, name_search, notes, notes_patch, product_name, role, sku, sku_prefix,
-    token_name, unit,
+    json_object, name_search, notes, notes_patch, product_name, role, sku, sku_prefix, token_name, unit,
 };
 
 use actix_web::HttpResponse;

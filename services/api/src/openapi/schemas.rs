@@ -45,11 +45,7 @@ pub(crate) fn batch_status() -> Object {
     strings(BatchStatus::ALL.map(BatchStatus::as_str)).build()
 }
 
-pub(crate) fn export_kind() -> Object {
-    strings([ExportKind::Batches, ExportKind::Products].map(ExportKind::as_str)).examples(["batches"]).build()
-}
-
-pub(crate) fn export_format() -> Object {
+fn export_format() -> Object {
     strings([ExportFormat::Csv, ExportFormat::Jsonl].map(ExportFormat::as_str))
         .description(Some("`csv` (with a header row) or `jsonl` (one JSON object per line)"))
         .examples(["csv"])
