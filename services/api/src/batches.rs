@@ -5,7 +5,7 @@ use crate::openapi::problems;
 use crate::pagination::{Page, PageRequest};
 use crate::problem::ApiError;
 use crate::routes::Endpoint;
-use crate::validation::{Fields, json_object, patch};
+use crate::validation::{Fields, distinguish_null, json_object};
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -80,13 +80,13 @@ pub(crate) struct CreateBatch {
     #[schema(format = DateTime, example = "2026-11-23T08:00:00Z")]
     produced_at: String,
     /// `planned` when left out; never null.
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::batch_status, required = false)]
     status: Option<Option<String>>,
     #[schema(schema_with = crate::openapi::notes, required = false)]
     notes: Option<String>,
     /// `{}` when left out; never null.
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::json_object, required = false)]
     metadata: Option<Option<serde_json::Value>>,
 }
@@ -97,25 +97,25 @@ pub(crate) struct CreateBatch {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateBatch {
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(value_type = Uuid, required = false)]
     product_id: Option<Option<Uuid>>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::batch_code, required = false)]
     code: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::decimal_input, required = false)]
     quantity: Option<Option<serde_json::Value>>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(value_type = String, format = DateTime, required = false)]
     produced_at: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::batch_status, required = false)]
     status: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::notes_patch, required = false)]
     notes: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::json_object, required = false)]
     metadata: Option<Option<serde_json::Value>>,
 }

@@ -5,7 +5,7 @@ use crate::openapi::problems;
 use crate::pagination::{Page, PageRequest};
 use crate::problem::ApiError;
 use crate::routes::Endpoint;
-use crate::validation::{Fields, json_object, patch};
+use crate::validation::{Fields, distinguish_null, json_object};
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,7 @@ pub(crate) struct CreateProduct {
     #[schema(schema_with = crate::openapi::unit)]
     unit: String,
     /// `{}` when left out; never null.
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::json_object, required = false)]
     custom_fields: Option<Option<serde_json::Value>>,
 }
@@ -78,16 +78,16 @@ pub(crate) struct CreateProduct {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateProduct {
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::sku, required = false)]
     sku: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::product_name, required = false)]
     name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::unit, required = false)]
     unit: Option<Option<String>>,
-    #[serde(default, deserialize_with = "patch")]
+    #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::json_object, required = false)]
     custom_fields: Option<Option<serde_json::Value>>,
 }

@@ -46,10 +46,10 @@ impl Fields {
     }
 }
 
-/// For `#[serde(default, deserialize_with = "patch")]`: tells a field left
+/// For `#[serde(default, deserialize_with = "distinguish_null")]`: tells a field left
 /// out (`None`) from one sent as `null` (`Some(None)`), which serde's plain
 /// `Option` cannot.
-pub(crate) fn patch<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn distinguish_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     deserializer: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
