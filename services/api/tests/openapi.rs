@@ -299,3 +299,22 @@ async fn real_answers_fit_the_documented_schemas() {
         check.seen.iter().filter(|(_, path, _)| path != "/readyz").map(|(_, _, status)| *status).collect();
     assert_eq!(seen, BTreeSet::from([200, 201, 204, 403, 404, 409, 422]), "{:?}", check.seen);
 }
+
+/// Each download is documented with the types it really serves: what an
+/// upload can be sniffed as, and each export format's type.
+#[tokio::test]
+async fn downloads_document_the_types_they_serve() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let exports = ["application/jsonl; charset=utf-8", "text/csv; charset=utf-8"];
+    for (path, expected) in [
+        ("/v1/attachments/{id}/content", stockflow_domain::SNIFFABLE.to_vec()),
+        ("/v1/exports/{id}/content", exports.to_vec()),
+    ] {
+        for status in ["200", "206"] {
+            let content = doc["paths"][path]["get"]["responses"][status]["content"].as_object().unwrap();
+            let documented: BTreeSet<&str> = content.keys().map(String::as_str).collect();
+            assert_eq!(documented, expected.iter().copied().collect(), "{path} {status}");
+        }
+    }
+}
