@@ -5,16 +5,18 @@ mod catalog;
 mod export;
 mod jobs;
 mod production;
+mod rules;
 mod tenancy;
 mod token;
 mod upload;
 
-pub use catalog::{ProductName, Sku, SkuPrefix, Unit};
+pub use catalog::{NameSearch, ProductName, Sku, SkuPrefix, Unit};
 pub use export::{BatchFilters, ExportFilters, ExportFormat, ExportKind, ExportStatus, ProductFilters};
 pub use jobs::{Envelope, ExportRequested, Job, Ping};
 pub use production::{BatchCode, BatchStatus, Notes, Quantity};
+pub use rules::{JsonObject, TextRule};
 pub use tenancy::{Email, OrgSlug, Role};
-pub use token::{ApiTokenSecret, TokenDigest, TokenLifetime};
+pub use token::{ApiTokenSecret, TokenDigest, TokenLifetime, TokenName};
 pub use upload::{DisplayFilename, MimeType, SNIFF_BYTES, SNIFFABLE, sniff};
 
 /// Why a raw value was rejected, phrased for the person who sent it.
