@@ -174,3 +174,22 @@ pub fn list(
         .select(RunRow::as_select())
         .load(conn)
 }
+
+#[derive(QueryableByName)]
+struct SinceSuccess {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    seconds: f64,
+}
+
+/// Seconds since each system schedule's last run that reported success.
+pub fn system_seconds_since_success(conn: &mut PgConnection) -> QueryResult<Vec<(String, f64)>> {
+    let rows: Vec<SinceSuccess> = diesel::sql_query(
+        "SELECT s.name, extract(epoch FROM now() - max(r.finished_at))::float8 AS seconds \
+         FROM schedules s JOIN schedule_runs r ON r.schedule_id = s.id \
+         WHERE s.org_id IS NULL AND r.outcome = 'succeeded' GROUP BY s.name",
+    )
+    .load(conn)?;
+    Ok(rows.into_iter().map(|row| (row.name, row.seconds)).collect())
+}
