@@ -131,6 +131,13 @@ async fn three_replicas_fire_every_slot_once_through_two_failovers() {
 
     // 1. The first leader fires for a while.
     let first = the_leader(&client, &replicas).await;
+    for (index, replica) in replicas.iter().enumerate().filter(|(index, _)| *index != first) {
+        let replica = replica.as_ref().unwrap();
+        let response = client.get(format!("http://127.0.0.1:{}/readyz", replica.port)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "a standby is ready");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["role"], "standby", "replica {index}: {body}");
+    }
     wait_for_runs(conn, id, 10).await;
 
     // 2. Its session is terminated: it can no longer commit, and a standby
