@@ -50,9 +50,14 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 const REPORT_TTL: Duration = Duration::from_secs(1);
 const NOT_READY_TTL: Duration = Duration::from_millis(100);
 
+/// A fact a service states on `/readyz` beside its checks, which does not
+/// decide readiness (the scheduler's `role`: leader or standby).
+pub type Note = Arc<dyn Fn() -> String + Send + Sync>;
+
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Vec<Arc<dyn Check>>,
+    notes: Vec<(&'static str, Note)>,
     /// The last report and when it was made; the lock also makes concurrent
     /// callers share one round of checks.
     last: Arc<tokio::sync::Mutex<Option<Kept>>>,
@@ -66,6 +71,9 @@ pub struct ReadinessReport {
     pub status: &'static str,
     /// "ok", or "down: <reason>", per dependency.
     pub checks: BTreeMap<&'static str, String>,
+    /// The service's notes, as top-level fields.
+    #[serde(flatten)]
+    pub notes: BTreeMap<&'static str, String>,
 }
 
 impl ReadinessReport {
@@ -81,6 +89,13 @@ impl Readiness {
 
     pub fn with(mut self, check: impl Check) -> Self {
         self.checks.push(Arc::new(check));
+        self
+    }
+
+    /// Adds a top-level field `name` to every report, read when the report
+    /// is made.
+    pub fn with_note(mut self, name: &'static str, note: Note) -> Self {
+        self.notes.push((name, note));
         self
     }
 
@@ -120,7 +135,8 @@ impl Readiness {
             checks.insert(name, line);
         }
         let ready = checks.values().all(|line| line == "ok");
-        ReadinessReport { status: if ready { "ready" } else { "not_ready" }, checks }
+        let notes = self.notes.iter().map(|(name, note)| (*name, note())).collect();
+        ReadinessReport { status: if ready { "ready" } else { "not_ready" }, checks, notes }
     }
 }
 

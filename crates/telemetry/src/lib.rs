@@ -8,7 +8,7 @@ pub mod metrics;
 pub mod progress;
 mod shutdown;
 
-pub use health::{Check, CheckFuture, Down, Readiness, ReadinessReport, health_routes, serve_health};
+pub use health::{Check, CheckFuture, Down, Note, Readiness, ReadinessReport, health_routes, serve_health};
 pub use logging::{init, init_stderr};
 pub use metrics::MetricsSource;
 pub use shutdown::Shutdown;
