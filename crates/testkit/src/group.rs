@@ -80,6 +80,11 @@ impl ProcessGroup {
             _ => {
                 signal_pid(&format!("-{group}"), "KILL");
                 let _ = self.child.wait();
+                // A killed process lingers a moment before it is gone.
+                let killed_by = Instant::now() + Duration::from_secs(5);
+                while !members(group).is_empty() && Instant::now() < killed_by {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 Err(Leftovers(left))
             }
         }
@@ -144,7 +149,7 @@ mod tests {
         // it, and its child `sleep` is killed by the trap.
         let mut group =
             ProcessGroup::spawn(shell("sleep 30 & child=$!; trap 'kill $child; exit 0' TERM; wait"), "sh", "TERM");
-        wait_for_members(group.id(), 2);
+        wait_until_running_sleep_with_trap(&group);
         let status = group.stop().expect("nothing left behind");
         assert!(status.success(), "{status:?}");
         assert!(members(group.id()).is_empty());
@@ -155,17 +160,35 @@ mod tests {
         // The leader exits on TERM and leaves its child running, as nginx's
         // workers outlive a master killed with SIGKILL.
         let mut group = ProcessGroup::spawn(shell("sleep 30 & trap 'exit 0' TERM; wait"), "sh", "TERM");
-        wait_for_members(group.id(), 2);
+        wait_until_running_sleep_with_trap(&group);
         let Leftovers(left) = group.stop_with("TERM", Duration::from_millis(300)).expect_err("the sleep outlives sh");
         assert!(left.iter().any(|(_, command)| command.starts_with("sleep 30")), "{left:?}");
         assert!(members(group.id()).is_empty(), "the leftovers were killed");
     }
 
-    fn wait_for_members(group: u32, count: usize) {
+    /// Until the shell has started `sleep` (exec'd, not just forked) and
+    /// installed its TERM trap: a TERM any earlier would meet the default
+    /// action, or a child still named `sh`.
+    fn wait_until_running_sleep_with_trap(group: &ProcessGroup) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while members(group).len() < count {
-            assert!(Instant::now() < deadline, "the group never had {count} members");
+        let leader = group.id();
+        loop {
+            let sleeping = members(leader).iter().any(|(_, command)| command.starts_with("sleep 30"));
+            if sleeping && catches_term(leader) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the shell never got going: {:?}", members(leader));
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Whether `pid` has a handler for SIGTERM (bit 15 - 1 of SigCgt).
+    fn catches_term(pid: u32) -> bool {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << 14) != 0)
     }
 }
