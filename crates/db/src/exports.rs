@@ -11,6 +11,7 @@ use crate::page::{After, WriteError};
 use crate::schema::exports;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use std::fmt;
 use stockflow_domain::{Envelope, ExportFilters, ExportFormat, ExportRequested, ExportStatus};
 use uuid::Uuid;
 
@@ -42,6 +43,51 @@ impl ExportRow {
     /// column to these values.
     pub fn status(&self) -> ExportStatus {
         ExportStatus::parse(&self.status).unwrap_or(ExportStatus::Failed)
+    }
+
+    /// Why the export failed, as clients may see it. A stored value outside
+    /// the closed set (a raw error written by an older build) reads as
+    /// [`ExportFailure::Internal`], so no detail ever reaches a client.
+    pub fn failure(&self) -> Option<ExportFailure> {
+        self.error.as_deref().map(|stored| ExportFailure::parse(stored).unwrap_or(ExportFailure::Internal))
+    }
+}
+
+/// Why an export failed: the `error` clients read. A small closed set, so
+/// no database or storage message reaches them; the worker logs the detail
+/// and puts it in the dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFailure {
+    /// The file store failed or could not be reached on every attempt.
+    Storage,
+    /// The database failed while the export ran, on every attempt.
+    Database,
+    /// The stored request cannot be run (it was not written by this api).
+    Invalid,
+    /// Anything else.
+    Internal,
+}
+
+impl ExportFailure {
+    pub const ALL: [Self; 4] = [Self::Storage, Self::Database, Self::Invalid, Self::Internal];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Storage => "storage_error",
+            Self::Database => "database_error",
+            Self::Invalid => "invalid_export",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|failure| failure.as_str() == raw)
+    }
+}
+
+impl fmt::Display for ExportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -124,15 +170,21 @@ pub fn list(conn: &mut PgConnection, org: Uuid, after: Option<&After>, limit: i6
     query.order((exports::created_at.desc(), exports::id.desc())).limit(limit).select(ExportRow::as_select()).load(conn)
 }
 
+/// The organization an export belongs to, whichever it is: only to say
+/// why a job naming it under another organization is refused.
+pub fn owner(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Uuid>> {
+    exports::table.find(id).select(exports::org_id).first(conn).optional()
+}
+
 /// Records that a worker took the export: `running`, one more attempt.
 /// Returns the row as it is now; a finished export is left as it is.
-pub fn start_attempt(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<ExportRow>> {
+pub fn start_attempt(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<ExportRow>> {
     conn.transaction(|conn| {
-        let Some(row) = lock(conn, id)? else { return Ok(None) };
+        let Some(row) = lock(conn, org, id)? else { return Ok(None) };
         if row.status().is_finished() {
             return Ok(Some(row));
         }
-        diesel::update(exports::table.find(id))
+        diesel::update(of(org, id))
             .set((
                 exports::status.eq(ExportStatus::Running.as_str()),
                 exports::attempts.eq(exports::attempts + 1),
@@ -146,8 +198,15 @@ pub fn start_attempt(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Ex
 
 /// `SELECT ... FOR UPDATE`: held until the caller's transaction ends, so
 /// two deliveries of one job never run it at once.
-pub fn lock(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<ExportRow>> {
-    exports::table.find(id).for_update().select(ExportRow::as_select()).first(conn).optional()
+pub fn lock(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<ExportRow>> {
+    of(org, id).for_update().select(ExportRow::as_select()).first(conn).optional()
+}
+
+/// The export `id` of `org`: every change the worker makes names both, so a
+/// job that names the wrong organization changes nothing.
+#[diesel::dsl::auto_type]
+fn of(org: Uuid, id: Uuid) -> _ {
+    exports::table.filter(exports::org_id.eq(org).and(exports::id.eq(id)))
 }
 
 /// What a finished run measured.
@@ -159,9 +218,9 @@ pub struct Produced<'a> {
     pub retention: chrono::Duration,
 }
 
-pub fn mark_succeeded(conn: &mut PgConnection, id: Uuid, produced: &Produced<'_>) -> QueryResult<usize> {
+pub fn mark_succeeded(conn: &mut PgConnection, org: Uuid, id: Uuid, produced: &Produced<'_>) -> QueryResult<usize> {
     let now = Utc::now();
-    diesel::update(exports::table.find(id))
+    diesel::update(of(org, id))
         .set((
             exports::status.eq(ExportStatus::Succeeded.as_str()),
             exports::storage_key.eq(produced.storage_key),
@@ -176,13 +235,26 @@ pub fn mark_succeeded(conn: &mut PgConnection, id: Uuid, produced: &Produced<'_>
 }
 
 /// Gives up on an export, unless it finished meanwhile.
-pub fn mark_failed(conn: &mut PgConnection, id: Uuid, error: &str) -> QueryResult<usize> {
+pub fn mark_failed(conn: &mut PgConnection, org: Uuid, id: Uuid, failure: ExportFailure) -> QueryResult<usize> {
     let unfinished = [ExportStatus::Queued.as_str(), ExportStatus::Running.as_str()];
-    diesel::update(exports::table.find(id).filter(exports::status.eq_any(unfinished)))
+    diesel::update(of(org, id).filter(exports::status.eq_any(unfinished)))
         .set((
             exports::status.eq(ExportStatus::Failed.as_str()),
-            exports::error.eq(error),
+            exports::error.eq(failure.as_str()),
             exports::finished_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_read_back_and_anything_else_reads_as_internal() {
+        for failure in ExportFailure::ALL {
+            assert_eq!(ExportFailure::parse(failure.as_str()), Some(failure));
+        }
+        assert_eq!(ExportFailure::parse("storage: connection refused (os error 111)"), None);
+    }
 }

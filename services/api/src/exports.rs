@@ -15,13 +15,14 @@ use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use stockflow_db::Database;
-use stockflow_db::exports::{self, Created, ExportRow, NewExport};
+use stockflow_db::exports::{self, Created, ExportFailure, ExportRow, NewExport};
 use stockflow_db::page::After;
 use stockflow_domain::{ExportFilters, ExportFormat, ExportKind, ExportStatus, Role};
 use stockflow_runtime::OutboxRelay;
 use stockflow_storage::Key;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use uuid::Uuid;
 
 pub(crate) const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -59,8 +60,12 @@ pub(crate) struct ExportView {
     size_bytes: Option<i64>,
     /// Hex digest of the file.
     sha256: Option<String>,
-    /// Why the export failed, when it did.
-    error: Option<String>,
+    /// Why the export failed, when it did: `storage_error` (the file store
+    /// failed on every attempt), `database_error` (the database did),
+    /// `invalid_export` (the request cannot be run) or `internal_error`.
+    /// The details stay in the worker's logs.
+    #[schema(schema_with = export_failure)]
+    error: Option<&'static str>,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
     created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::rfc3339::optional")]
@@ -82,19 +87,29 @@ impl From<ExportRow> for ExportView {
             kind: ExportKind::parse(&row.kind).unwrap_or(ExportKind::Batches),
             format: ExportFormat::parse(&row.format).unwrap_or(ExportFormat::Csv),
             status: row.status(),
+            error: row.failure().map(ExportFailure::as_str),
             sha256: row.sha256.map(|digest| digest.iter().map(|b| format!("{b:02x}")).collect()),
             id: row.id,
             filters: row.filters,
             attempts: row.attempts,
             row_count: row.row_count,
             size_bytes: row.size_bytes,
-            error: row.error,
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
             expires_at: row.expires_at,
         }
     }
+}
+
+/// `error`: one of the closed set of failures, or null.
+fn export_failure() -> Object {
+    let values = ExportFailure::ALL.iter().map(|failure| Value::from(failure.as_str())).chain([Value::Null]);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(values))
+        .examples([json!("storage_error")])
+        .build()
 }
 
 /// Unknown fields are rejected (422).

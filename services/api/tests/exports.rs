@@ -181,7 +181,7 @@ async fn a_finished_export_downloads_and_an_expired_one_is_gone() {
         sha256: <sha2::Sha256 as sha2::Digest>::digest(&content).into(),
         retention: chrono::Duration::days(7),
     };
-    stockflow_db::exports::mark_succeeded(&mut app.database.connect(), id, &produced).unwrap();
+    stockflow_db::exports::mark_succeeded(&mut app.database.connect(), row.org_id, id, &produced).unwrap();
 
     let response =
         app.http.get(app.url(&format!("/v1/exports/{id}/content"))).bearer_auth(&member).send().await.unwrap();
@@ -202,5 +202,39 @@ async fn a_finished_export_downloads_and_an_expired_one_is_gone() {
         .unwrap();
     let (status, problem) = call(&app, &member, Method::GET, &format!("/v1/exports/{id}/content"), None).await;
     assert_eq!((status, problem["code"].as_str()), (410, Some("expired")), "{problem}");
+    common::wait_for_outbox(&app).await;
+}
+
+#[tokio::test]
+async fn a_failed_export_tells_a_stable_reason_and_never_the_raw_error() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, export, _) = post(&app, &member, json!({"kind": "products", "format": "csv"}), None).await;
+        ids.push(export["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+    }
+    // As the worker leaves them, and as an older build did, with the raw error.
+    let stored = [
+        "storage_error",
+        "database_error",
+        "storage: cannot write /var/lib/stockflow/media/3f2a/exports: Permission denied (os error 13)",
+    ];
+    for (id, error) in ids.iter().zip(stored) {
+        diesel::update(exports::table.find(id))
+            .set((exports::status.eq("failed"), exports::error.eq(error)))
+            .execute(&mut app.database.connect())
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    for id in &ids {
+        let (status, export) = call(&app, &member, Method::GET, &format!("/v1/exports/{id}"), None).await;
+        assert_eq!(status, 200);
+        seen.push(export["error"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ["storage_error", "database_error", "internal_error"]);
+    let (_, page) = call(&app, &member, Method::GET, "/v1/exports", None).await;
+    let listed = page["items"].to_string();
+    assert!(!listed.contains("Permission denied") && !listed.contains("/var/lib"), "{listed}");
     common::wait_for_outbox(&app).await;
 }
