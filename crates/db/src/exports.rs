@@ -1,6 +1,6 @@
-//! Export rows: created with their job in one transaction, run by the
-//! worker under a row lock, and streamed out of PostgreSQL with `COPY`
-//! (see [`copy`]).
+//! Export rows: created with their job in one transaction, at most a few
+//! active per organization, run by the worker under a row lock, and
+//! streamed out of PostgreSQL with `COPY` (see [`copy`]).
 
 mod copy;
 
@@ -8,7 +8,7 @@ pub use copy::{CopyError, copy_out, copy_script};
 
 use crate::outbox;
 use crate::page::{After, WriteError};
-use crate::schema::exports;
+use crate::schema::{exports, organizations};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use std::fmt;
@@ -105,14 +105,27 @@ pub enum Created {
     New { export: ExportRow, job: Uuid },
     /// The export an earlier request with the same idempotency key made.
     Existing(ExportRow),
+    /// Nothing written: the organization already has `active` exports queued
+    /// or running, the most it may have.
+    LimitReached { active: i64 },
 }
 
 /// Writes the export and its job in one transaction, so there is never an
-/// export without a job or a job without an export.
-pub fn create(conn: &mut PgConnection, org: Uuid, new: &NewExport<'_>) -> Result<Created, WriteError> {
+/// export without a job or a job without an export; refuses when the
+/// organization already has `max_active` exports queued or running.
+pub fn create(conn: &mut PgConnection, org: Uuid, new: &NewExport<'_>, max_active: u32) -> Result<Created, WriteError> {
     let attempt = conn.transaction(|conn| {
+        // Requests of one organization take turns from here to the commit,
+        // so two of them cannot both count one free place. NO KEY UPDATE
+        // leaves alone the KEY SHARE locks that inserts referencing the
+        // organization (products, batches) take.
+        organizations::table.find(org).select(organizations::id).for_no_key_update().first::<Uuid>(conn)?;
         if let Some(existing) = find_by_idempotency_key(conn, org, new.idempotency_key)? {
             return Ok(Created::Existing(existing));
+        }
+        let active = count_active(conn, org)?;
+        if active >= i64::from(max_active) {
+            return Ok(Created::LimitReached { active });
         }
         let export: ExportRow = diesel::insert_into(exports::table)
             .values((
@@ -140,6 +153,12 @@ pub fn create(conn: &mut PgConnection, org: Uuid, new: &NewExport<'_>) -> Result
         }
         other => Ok(other?),
     }
+}
+
+/// Exports of the organization that are queued or running.
+pub fn count_active(conn: &mut PgConnection, org: Uuid) -> QueryResult<i64> {
+    let active = [ExportStatus::Queued.as_str(), ExportStatus::Running.as_str()];
+    exports::table.filter(exports::org_id.eq(org).and(exports::status.eq_any(active))).count().get_result(conn)
 }
 
 fn find_by_idempotency_key(conn: &mut PgConnection, org: Uuid, key: Option<&str>) -> QueryResult<Option<ExportRow>> {

@@ -16,6 +16,8 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::num::NonZeroU32;
+use stockflow_config::{ConfigError, Env};
 use stockflow_db::Database;
 use stockflow_db::exports::{self, Created, ExportFailure, ExportRow, NewExport};
 use stockflow_db::page::After;
@@ -112,6 +114,22 @@ fn export_failure() -> Object {
         .build()
 }
 
+/// How many exports an organization may have queued or running at once.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportSettings {
+    /// `EXPORTS_MAX_ACTIVE_PER_ORG`.
+    pub max_active_per_org: NonZeroU32,
+}
+
+impl ExportSettings {
+    pub const DEFAULT_MAX_ACTIVE_PER_ORG: u32 = 10;
+
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let default = NonZeroU32::new(Self::DEFAULT_MAX_ACTIVE_PER_ORG).unwrap_or(NonZeroU32::MIN);
+        Ok(Self { max_active_per_org: env.or("EXPORTS_MAX_ACTIVE_PER_ORG", default)? })
+    }
+}
+
 /// Unknown fields are rejected (422).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -136,7 +154,9 @@ pub(crate) struct CreateExport {
     operation_id = "create_export",
     description = "Needs the member role. The export runs in the background: poll its `Location` until \
         `status` is `succeeded`, then download `content_url`. With an `Idempotency-Key`, a repeat of the \
-        same request returns the export the first one made instead of a new one.",
+        same request returns the export the first one made instead of a new one. An organization may have \
+        `EXPORTS_MAX_ACTIVE_PER_ORG` exports (10 by default) queued or running at once; beyond that the \
+        request is refused with 429 until one finishes.",
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters, \
         unique per request you mean to make once")),
     request_body = CreateExport,
@@ -148,6 +168,7 @@ pub(crate) struct CreateExport {
         (status = 403, response = problems::Forbidden),
         (status = 413, response = problems::PayloadTooLarge),
         (status = 422, response = problems::ExportRejected),
+        (status = 429, response = problems::TooManyExports),
     ),
 )]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
@@ -156,6 +177,7 @@ pub(crate) async fn create(
     request: HttpRequest,
     database: web::Data<Database>,
     relay: web::Data<OutboxRelay>,
+    settings: web::Data<ExportSettings>,
     body: web::Json<CreateExport>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Member)?;
@@ -172,6 +194,7 @@ pub(crate) async fn create(
     let correlation_id =
         request.extensions().get::<crate::observability::RequestId>().map(ToString::to_string).unwrap_or_default();
     let (org, user) = (caller.org.id, caller.user.id);
+    let max_active = settings.max_active_per_org.get();
     let created = {
         let (filters, idempotency_key) = (filters.clone(), idempotency_key.clone());
         database
@@ -183,7 +206,7 @@ pub(crate) async fn create(
                     idempotency_key: idempotency_key.as_deref(),
                     correlation_id: &correlation_id,
                 };
-                exports::create(conn, org, &new).map_err(ApiError::from)
+                exports::create(conn, org, &new, max_active).map_err(ApiError::from)
             })
             .await?
     };
@@ -202,6 +225,7 @@ pub(crate) async fn create(
             }
             export
         }
+        Created::LimitReached { active } => return Err(ApiError::TooManyExports(active)),
     };
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/v1/exports/{}", export.id)))

@@ -31,6 +31,12 @@ pub enum ApiError {
     Gone(String),
     #[error("this Idempotency-Key was used with another request body")]
     IdempotencyKeyReused,
+    /// The organization has as many exports queued or running as it may
+    /// (`EXPORTS_MAX_ACTIVE_PER_ORG`).
+    #[error(
+        "the organization already has {0} exports queued or running, the most it may have; retry when one finishes"
+    )]
+    TooManyExports(i64),
     /// Malformed JSON, query string or path.
     #[error("{0}")]
     BadRequest(String),
@@ -53,7 +59,7 @@ pub enum ApiError {
 /// Every `code` with its status and title, for the OpenAPI document. The
 /// test below matches `ApiError` without a wildcard, so a new variant stops
 /// it compiling until it is added there, and then fails it until listed here.
-pub(crate) const CODES: [(&str, u16, &str); 16] = [
+pub(crate) const CODES: [(&str, u16, &str); 17] = [
     ("bad_request", 400, "Malformed request"),
     ("unauthorized", 401, "Authentication required"),
     ("forbidden", 403, "Not allowed"),
@@ -67,6 +73,7 @@ pub(crate) const CODES: [(&str, u16, &str); 16] = [
     ("unsupported_media_type", 415, "Unsupported file type"),
     ("idempotency_key_reused", 422, "Idempotency key reused"),
     ("validation_failed", 422, "Invalid request"),
+    ("too_many_exports", 429, "Too many exports"),
     ("internal_error", 500, "Internal server error"),
     ("service_unavailable", 503, "Service unavailable"),
     ("storage_unavailable", 503, "Storage unavailable"),
@@ -133,6 +140,7 @@ impl ApiError {
             Self::NotReady(_) => "not_ready",
             Self::Gone(_) => "expired",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::TooManyExports(_) => "too_many_exports",
             Self::BadRequest(_) => "bad_request",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
@@ -154,6 +162,7 @@ impl ApiError {
             Self::NotReady(_) => "Not ready",
             Self::Gone(_) => "Expired",
             Self::IdempotencyKeyReused => "Idempotency key reused",
+            Self::TooManyExports(_) => "Too many exports",
             Self::BadRequest(_) => "Malformed request",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge(_) => "Request too large",
@@ -203,6 +212,7 @@ impl ResponseError for ApiError {
             Self::Conflict { .. } | Self::InUse(_) | Self::NotReady(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyExports(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -240,6 +250,10 @@ impl ResponseError for ApiError {
         if let Self::Unavailable(_) | Self::Storage(_) = self {
             response.insert_header(("Retry-After", "5"));
         }
+        if let Self::TooManyExports(_) = self {
+            // About what a large export takes.
+            response.insert_header(("Retry-After", "30"));
+        }
         response.json(problem)
     }
 }
@@ -262,6 +276,7 @@ mod tests {
             ApiError::NotReady("running".to_owned()),
             ApiError::Gone("expired".to_owned()),
             ApiError::IdempotencyKeyReused,
+            ApiError::TooManyExports(10),
             ApiError::BadRequest("bad".to_owned()),
             ApiError::MethodNotAllowed,
             ApiError::PayloadTooLarge("big".to_owned()),
@@ -281,6 +296,7 @@ mod tests {
                 | ApiError::NotReady(_)
                 | ApiError::Gone(_)
                 | ApiError::IdempotencyKeyReused
+                | ApiError::TooManyExports(_)
                 | ApiError::BadRequest(_)
                 | ApiError::MethodNotAllowed
                 | ApiError::PayloadTooLarge(_)

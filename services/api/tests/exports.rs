@@ -206,6 +206,68 @@ async fn a_finished_export_downloads_and_an_expired_one_is_gone() {
 }
 
 #[tokio::test]
+async fn an_organization_gets_only_so_many_active_exports_however_many_requests_race() {
+    let app = TestApp::builder()
+        .env("EXPORTS_MAX_ACTIVE_PER_ORG", "3")
+        .spawn(|env, shutdown| async move {
+            let app = stockflow_api::Application::build(stockflow_api::Settings::from_env(&env)?, shutdown).await?;
+            let address = app.address();
+            Ok((address, Box::pin(async move { Ok(app.run_until_stopped().await?) }) as _))
+        })
+        .await;
+    let member = token(&app, "acme", "member");
+    let body = json!({"kind": "products", "format": "csv"});
+    let requests: Vec<_> = (0..12)
+        .map(|_| {
+            let request = app.http.post(app.url("/v1/exports")).bearer_auth(&member).json(&body);
+            tokio::spawn(async move { request.send().await.unwrap() })
+        })
+        .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for request in requests {
+        let response = request.await.unwrap();
+        match response.status().as_u16() {
+            202 => accepted += 1,
+            429 => {
+                assert_eq!(response.headers()["retry-after"], "30");
+                assert_eq!(response.headers()["content-type"], "application/problem+json");
+                let problem: Value = response.json().await.unwrap();
+                assert_eq!(
+                    (problem["code"].as_str(), problem["status"].as_u64()),
+                    (Some("too_many_exports"), Some(429))
+                );
+                refused += 1;
+            }
+            other => panic!("answered {other}"),
+        }
+    }
+    assert_eq!((accepted, refused), (3, 9));
+    let rows: i64 = exports::table.count().get_result(&mut app.database.connect()).unwrap();
+    assert_eq!(rows, 3, "nothing kept from refused requests");
+
+    // Another organization has its own allowance.
+    let theirs = token(&app, "globex", "member");
+    assert_eq!(post(&app, &theirs, body.clone(), None).await.0, 202);
+    // Once one finishes, there is room for one more.
+    let done = exports::table
+        .filter(exports::status.eq("queued"))
+        .select(exports::id)
+        .first::<uuid::Uuid>(&mut app.database.connect())
+        .unwrap();
+    diesel::update(exports::table.find(done))
+        .set((exports::status.eq("failed"), exports::error.eq("internal_error")))
+        .execute(&mut app.database.connect())
+        .unwrap();
+    let (status, again, _) = post(&app, &member, body.clone(), Some("after-one-failed")).await;
+    assert_eq!(status, 202);
+    assert_eq!(post(&app, &member, body.clone(), None).await.0, 429);
+    // A repeat of an accepted request still answers with its export.
+    let (status, repeat, _) = post(&app, &member, body.clone(), Some("after-one-failed")).await;
+    assert_eq!((status, &repeat["id"]), (202, &again["id"]));
+    common::wait_for_outbox(&app).await;
+}
+
+#[tokio::test]
 async fn a_failed_export_tells_a_stable_reason_and_never_the_raw_error() {
     let app = spawn_app().await;
     let member = token(&app, "acme", "member");

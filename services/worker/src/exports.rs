@@ -2,6 +2,7 @@
 //! media store and record what was written, exactly once however often the
 //! job is delivered.
 
+use crate::turns::Turns;
 use bytes::{Bytes, BytesMut};
 use diesel::Connection;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub(crate) struct ExportHandler {
     pub(crate) database: Database,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) retention: chrono::Duration,
+    /// Exports that run at once, taken in turn by organization.
+    pub(crate) turns: Turns,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,9 @@ impl Handler<ExportRequested> for ExportHandler {
                 None => format!("export {export_id} does not exist"),
             }));
         }
+        let Some(_slot) = self.turns.take(org_id).await else {
+            return Err(HandlerError::Retry("the worker is stopping".to_owned()));
+        };
         let started = Instant::now();
         let row = self
             .database

@@ -301,3 +301,31 @@ async fn a_job_naming_an_export_of_another_organization_or_none_is_dead_lettered
     assert_eq!(metric(&text, "stockflow_jobs_dead_lettered_total{type=\"export.requested\"}"), 2, "{text}");
     assert_eq!(metric(&text, "stockflow_jobs_succeeded_total{type=\"export.requested\"}"), 0, "{text}");
 }
+
+#[tokio::test]
+async fn one_organizations_backlog_does_not_keep_another_waiting() {
+    // One export at a time, so the order in which they start is the order
+    // in which the worker hands out its turns.
+    let app = spawn_worker(TestApp::builder().env("WORKER_CONCURRENCY", "1")).await;
+    let relay = Relay::start(&app.env);
+    let mut conn = app.database.connect();
+    let busy = seed(&mut conn, 100_000);
+    let other = seed(&mut conn, 10);
+    let all = || ExportFilters::Batches(Default::default());
+    let backlog: Vec<Uuid> = (0..6).map(|_| request(&mut conn, &busy, ExportFormat::Csv, all())).collect();
+    relay.relay.kick();
+    wait_status(&app, &busy, backlog[0], "running", Duration::from_secs(30)).await;
+    let late = request(&mut conn, &other, ExportFormat::Csv, all());
+    relay.relay.kick();
+
+    let late = wait_status(&app, &other, late, "succeeded", Duration::from_secs(120)).await;
+    let mut started_before = 0;
+    for id in &backlog {
+        let done = wait_status(&app, &busy, *id, "succeeded", Duration::from_secs(120)).await;
+        if done.started_at < late.started_at {
+            started_before += 1;
+        }
+    }
+    // In arrival order it would have started last, after all six.
+    assert!(started_before <= 2, "{started_before} of the backlog's six started before the newcomer's export");
+}

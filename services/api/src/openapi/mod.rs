@@ -72,6 +72,7 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
             problems::NotReady,
             problems::Expired,
             problems::ExportRejected,
+            problems::TooManyExports,
             problems::PayloadTooLarge,
             problems::UnsupportedMediaType,
             problems::ValidationFailed,
