@@ -3,9 +3,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # nextest runs each test in its own process, in parallel; plain cargo test
 # is the fallback on machines without it.
-TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run" || echo test)
+TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run --retries 0" || echo test)
 
-.PHONY: help services services-stop build run stop test lint fmt bench clean-test-dbs
+.PHONY: help services services-stop build run stop test contract contract-run lint fmt bench clean-test-dbs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -29,8 +29,15 @@ lint: ## Formatting and clippy, warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: services lint ## Everything CI checks: services, lint, the whole test suite
+test: services lint ## Everything CI checks: services, lint, the whole test suite, the API contract
 	$(CARGO) $(TEST_RUNNER) --workspace --locked
+	@$(MAKE) --no-print-directory contract-run
+
+contract: services contract-run ## schemathesis --checks all against a running api (scripts/contract.sh)
+
+contract-run:
+	$(CARGO) build --locked -p stockflow-api -p stockflow-worker --bins
+	bash scripts/contract.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

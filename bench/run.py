@@ -14,6 +14,7 @@ points at other binaries than target/release.
 """
 
 import argparse
+import atexit
 import datetime
 import hashlib
 import json
@@ -47,6 +48,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+# Stores of services that a scenario starts without stores of its own
+# (startup); removed at exit.
+SCRATCH_STORES = tempfile.mkdtemp(prefix="stockflow-bench-stores-")
+atexit.register(shutil.rmtree, SCRATCH_STORES, True)
+
+
 def service_env(extra=None):
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -55,6 +62,8 @@ def service_env(extra=None):
         "AMQP_NAMESPACE": "bench",
         "LOG_LEVEL": "warn",
         "LOG_FORMAT": "json",
+        "MEDIA_ROOT": os.path.join(SCRATCH_STORES, "media"),
+        "BACKUP_ROOT": os.path.join(SCRATCH_STORES, "backups"),
     }
     env.update(extra or {})
     return env

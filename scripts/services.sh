@@ -7,6 +7,9 @@
 #                      buckets stockflow-media and stockflow-backups
 #   nginx       :8088  reverse proxy to the API on :8000 (deploy/nginx/dev.conf)
 #
+# and the pinned schemathesis that `make contract` runs, in a virtualenv of
+# its own under /opt/stockflow.
+#
 # Usage: scripts/services.sh up|down|status|clean-test-dbs
 #   up      install what is missing (Debian 12, apt), start what is not running,
 #           prepare the database; idempotent. Called by `make services`.
@@ -46,6 +49,10 @@ S3_DATA=$STATE_DIR/s3-data
 S3_PIDFILE=$STATE_DIR/s3s-fs.pid
 S3_LOG=$LOG_DIR/s3s-fs.log
 
+# The API contract check (`make contract`, scripts/contract.sh reads this pin).
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV=/opt/stockflow/schemathesis-$SCHEMATHESIS_VERSION
+
 NGINX_PORT=8088
 NGINX_CONF=$ROOT/deploy/nginx/dev.conf
 NGINX_PREFIX=$STATE_DIR/nginx
@@ -58,6 +65,7 @@ declare -A ADDRESS=(
   [s3]=127.0.0.1:$S3_PORT
   [nginx]=127.0.0.1:$NGINX_PORT
   [build-deps]=-
+  [schemathesis]=-
 )
 declare -A RESULT=() # service -> what `up` did, for the final table
 
@@ -496,6 +504,33 @@ stop_nginx() {
 }
 
 # ---------------------------------------------------------------------------
+# schemathesis (PyPI), in a virtualenv per pinned version, so neither the
+# system's Python packages nor another version are touched.
+
+schemathesis_installed() {
+  [[ -x $SCHEMATHESIS_VENV/bin/schemathesis ]] &&
+    [[ $("$SCHEMATHESIS_VENV/bin/schemathesis" --version 2>/dev/null) == "schemathesis, version $SCHEMATHESIS_VERSION" ]]
+}
+
+ensure_schemathesis() {
+  if schemathesis_installed; then
+    RESULT[schemathesis]="present ($SCHEMATHESIS_VERSION)"
+    return 0
+  fi
+  local log=$LOG_DIR/schemathesis-install.log
+  have python3 || apt_install schemathesis python3
+  # Debian's python3 keeps venv and pip in a package of their own.
+  python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install schemathesis python3-venv
+  log "schemathesis: pip install schemathesis==$SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV (log: $log)"
+  rm -rf "$SCHEMATHESIS_VENV"
+  python3 -m venv "$SCHEMATHESIS_VENV" >>"$log" 2>&1 || die "schemathesis: python3 -m venv failed (see $log)"
+  "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
+    >>"$log" 2>&1 || die "schemathesis: pip install failed (see $log)"
+  schemathesis_installed || die "schemathesis: $SCHEMATHESIS_VENV/bin/schemathesis is not version $SCHEMATHESIS_VERSION"
+  RESULT[schemathesis]="installed ($SCHEMATHESIS_VERSION)"
+}
+
+# ---------------------------------------------------------------------------
 # commands
 
 result_word() { # result_word INSTALLED STARTED
@@ -515,11 +550,12 @@ cmd_up() {
   ensure_rabbitmq
   ensure_s3
   ensure_nginx
+  ensure_schemathesis
 
   local name
-  printf '\n%-11s %-16s %s\n' SERVICE ADDRESS STATE
-  for name in "${SERVICES[@]}" build-deps; do
-    printf '%-11s %-16s %s\n' "$name" "${ADDRESS[$name]}" "${RESULT[$name]}"
+  printf '\n%-13s %-16s %s\n' SERVICE ADDRESS STATE
+  for name in "${SERVICES[@]}" build-deps schemathesis; do
+    printf '%-13s %-16s %s\n' "$name" "${ADDRESS[$name]}" "${RESULT[$name]}"
   done
 }
 

@@ -11,6 +11,9 @@ pub struct DatabaseSettings {
     pub pool_size: NonZeroU32,
     /// How long to wait for a pooled connection before giving up.
     pub connect_timeout: Duration,
+    /// Most database jobs waiting for a thread; one more is refused at once
+    /// (`DATABASE_QUEUE_LIMIT`), so a flood cannot delay every request.
+    pub queue_limit: NonZeroU32,
 }
 
 impl DatabaseSettings {
@@ -28,9 +31,14 @@ impl DatabaseSettings {
             connect_timeout: seconds(
                 env.or("DATABASE_CONNECT_TIMEOUT_SECS", NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN))?,
             ),
+            queue_limit: env.or("DATABASE_QUEUE_LIMIT", DEFAULT_QUEUE_LIMIT)?,
         })
     }
 }
+
+/// About 50 ms of work for a pool of 4 at api-list's pace: deep enough for
+/// bursts, short enough that a flood is refused rather than queued.
+const DEFAULT_QUEUE_LIMIT: NonZeroU32 = NonZeroU32::MIN.saturating_add(255);
 
 #[derive(Clone, Debug)]
 pub struct BrokerSettings {
@@ -128,6 +136,7 @@ mod tests {
     fn defaults_apply_when_optional_variables_are_unset() {
         let db = DatabaseSettings::from_env(&base()).unwrap();
         assert_eq!((db.pool_size.get(), db.connect_timeout), (10, Duration::from_secs(5)));
+        assert_eq!(db.queue_limit.get(), 256);
         let broker = BrokerSettings::from_env(&base()).unwrap();
         assert_eq!(broker.namespace.as_str(), "stockflow");
         let telemetry = TelemetrySettings::from_env(&base()).unwrap();
@@ -147,6 +156,7 @@ mod tests {
         let cases = [
             ("DATABASE_POOL_SIZE", "0"),
             ("DATABASE_CONNECT_TIMEOUT_SECS", "-1"),
+            ("DATABASE_QUEUE_LIMIT", "0"),
             ("AMQP_NAMESPACE", "Has Spaces"),
             ("LOG_FORMAT", "xml"),
         ];

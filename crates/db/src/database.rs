@@ -3,7 +3,7 @@ use diesel::PgConnection;
 use diesel::r2d2::{Pool, PooledConnection};
 use std::time::Duration;
 use stockflow_config::DatabaseSettings;
-use stockflow_telemetry::{Check, CheckFuture};
+use stockflow_telemetry::{Check, CheckFuture, Down};
 
 type PgPool = Pool<Manager>;
 
@@ -17,6 +17,8 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),
+    #[error("the database is busy: {0} jobs already wait for a connection")]
+    Busy(u32),
     #[error("the database threads are gone")]
     Closed,
     #[error("the database work panicked")]
@@ -31,7 +33,7 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            Self::Unavailable(_) | Self::Connect(_) => true,
+            Self::Unavailable(_) | Self::Connect(_) | Self::Busy(_) => true,
             Self::Query(Error::DatabaseError(
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 _,
@@ -46,7 +48,8 @@ impl DbError {
 pub struct Database {
     pool: PgPool,
     /// Where `run` queues work for the database threads (see threads.rs).
-    jobs: std::sync::mpsc::Sender<crate::threads::Job>,
+    jobs: std::sync::mpsc::SyncSender<crate::threads::Job>,
+    queue_limit: u32,
 }
 
 impl std::fmt::Debug for Database {
@@ -79,8 +82,9 @@ impl Database {
             .connection_timeout(settings.connect_timeout)
             .error_handler(Box::new(TracingErrorHandler))
             .build_unchecked(manager);
-        let jobs = crate::threads::start(settings.pool_size.get());
-        Self { pool, jobs }
+        let queue_limit = settings.queue_limit.get();
+        let jobs = crate::threads::start(settings.pool_size.get(), queue_limit);
+        Self { pool, jobs, queue_limit }
     }
 
     /// One connection, without a pool: for short-lived admin commands.
@@ -97,8 +101,9 @@ impl Database {
 
     /// Runs `work` on a pooled connection on a database thread, after the
     /// work queued before it. The caller picks the error type, as long as
-    /// pool failures fit into it. Work whose caller stopped waiting still
-    /// runs to its end.
+    /// pool failures fit into it. `DbError::Busy` when the queue is full.
+    /// Work whose caller stopped waiting (a client that hung up) before its
+    /// turn is skipped; once started, it runs to its end.
     pub async fn run<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: FnOnce(&mut PgConnection) -> Result<T, E> + Send + 'static,
@@ -108,14 +113,20 @@ impl Database {
         let pool = self.pool.clone();
         let (answer, answered) = tokio::sync::oneshot::channel();
         let job = Box::new(move || {
+            if answer.is_closed() {
+                return;
+            }
             let outcome = match pool.get() {
                 Ok(mut conn) => work(&mut conn),
                 Err(error) => Err(E::from(DbError::from(error))),
             };
-            // Nobody to tell if the caller stopped waiting.
+            // Nobody to tell if the caller stopped waiting meanwhile.
             let _ = answer.send(outcome);
         });
-        self.jobs.send(job).map_err(|_| E::from(DbError::Closed))?;
+        self.jobs.try_send(job).map_err(|refused| match refused {
+            std::sync::mpsc::TrySendError::Full(_) => E::from(DbError::Busy(self.queue_limit)),
+            std::sync::mpsc::TrySendError::Disconnected(_) => E::from(DbError::Closed),
+        })?;
         answered.await.map_err(|_| E::from(DbError::Panicked))?
     }
 
@@ -139,12 +150,12 @@ impl Check for DatabaseCheck {
         let pool = self.pool.clone();
         let timeout = self.timeout;
         Box::pin(async move {
-            let probe = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let probe = tokio::task::spawn_blocking(move || -> Result<(), Down> {
                 use diesel::RunQueryDsl;
-                let mut conn = pool.get_timeout(timeout).map_err(|e| e.to_string())?;
-                diesel::sql_query("SELECT 1").execute(&mut conn).map(drop).map_err(|e| e.to_string())
+                let mut conn = pool.get_timeout(timeout).map_err(|e| Down::new("no connection", e))?;
+                diesel::sql_query("SELECT 1").execute(&mut conn).map(drop).map_err(|e| Down::new("query failed", e))
             });
-            probe.await.map_err(|e| e.to_string())?
+            probe.await.map_err(|e| Down::new("check failed", e))?
         })
     }
 }

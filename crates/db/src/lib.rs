@@ -14,6 +14,8 @@ pub mod outbox;
 pub mod page;
 mod pool;
 pub mod products;
+pub mod schedule_runs;
+pub mod schedules;
 pub mod schema;
 pub mod storage_migrations;
 mod threads;

@@ -29,6 +29,26 @@ pub fn insert<P: Job>(conn: &mut PgConnection, envelope: &Envelope<P>) -> QueryR
     Ok(())
 }
 
+/// A job whose envelope was built elsewhere (the scheduler sends many at
+/// once, of several types).
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = outbox)]
+pub struct RawJob {
+    pub id: Uuid,
+    pub routing_key: String,
+    pub message: serde_json::Value,
+}
+
+/// Adds many jobs in few statements (PostgreSQL takes at most 65535 bound
+/// values per statement, three per row here).
+pub fn insert_raw(conn: &mut PgConnection, jobs: &[RawJob]) -> QueryResult<usize> {
+    let mut written = 0;
+    for chunk in jobs.chunks(10_000) {
+        written += diesel::insert_into(outbox::table).values(chunk).execute(conn)?;
+    }
+    Ok(written)
+}
+
 /// Locks up to `limit` unpublished jobs, oldest first, skipping those
 /// another relay holds: several processes can sweep at once, and each job
 /// is taken by one of them. Call inside a transaction, which holds the locks

@@ -12,6 +12,18 @@ pub struct After {
     pub id: Uuid,
 }
 
+impl After {
+    /// PostgreSQL's earliest `timestamptz`, 4713-11-24 BC 00:00 UTC, in
+    /// microseconds since the Unix epoch.
+    pub const EARLIEST_MICROS: i64 = -210_866_803_200_000_000;
+    /// `None` when `at` is outside what PostgreSQL can compare with, as a
+    /// forged cursor may be: the query would fail with "timestamp out of
+    /// range". PostgreSQL's latest, in 294276 AD, is past chrono's.
+    pub fn new(at: DateTime<Utc>, id: Uuid) -> Option<Self> {
+        (at.timestamp_micros() >= Self::EARLIEST_MICROS).then_some(Self { at, id })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
     /// A per-organization unique value is taken; names the API field.
@@ -67,6 +79,19 @@ pub fn escape_like(needle: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::After;
+    use chrono::DateTime;
+    use uuid::Uuid;
+
+    #[test]
+    fn positions_before_postgresql_s_earliest_timestamp_are_refused() {
+        let earliest = DateTime::from_timestamp_micros(After::EARLIEST_MICROS).unwrap();
+        assert!(After::new(earliest, Uuid::nil()).is_some());
+        let before = DateTime::from_timestamp_micros(After::EARLIEST_MICROS - 1).unwrap();
+        assert_eq!(After::new(before, Uuid::nil()), None);
+        assert!(After::new(DateTime::<chrono::Utc>::MAX_UTC, Uuid::nil()).is_some());
+    }
+
     #[test]
     fn like_wildcards_are_escaped() {
         assert_eq!(super::escape_like(r"50%_off\"), r"50\%\_off\\");

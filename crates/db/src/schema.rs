@@ -117,6 +117,29 @@ diesel::table! {
         last_status -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        org_id -> Nullable<Uuid>,
+        created_by -> Nullable<Uuid>,
+        paused -> Bool,
+        pause_note -> Nullable<Text>,
+        catchup_window_secs -> Int4,
+        overlap_policy -> Text,
+        jitter_secs -> Int4,
+        run_timeout_secs -> Int4,
+    }
+}
+
+diesel::table! {
+    schedule_runs (id) {
+        id -> Uuid,
+        schedule_id -> Uuid,
+        slot -> Timestamptz,
+        trigger -> Text,
+        fired_at -> Timestamptz,
+        job_id -> Nullable<Uuid>,
+        export_id -> Nullable<Uuid>,
+        outcome -> Text,
+        finished_at -> Nullable<Timestamptz>,
+        detail -> Nullable<Text>,
     }
 }
 
@@ -186,6 +209,9 @@ diesel::joinable!(attachments -> batches (batch_id));
 diesel::joinable!(attachments -> users (created_by));
 diesel::joinable!(exports -> organizations (org_id));
 diesel::joinable!(exports -> users (requested_by));
+diesel::joinable!(schedules -> organizations (org_id));
+diesel::joinable!(schedule_runs -> schedules (schedule_id));
+diesel::joinable!(schedule_runs -> exports (export_id));
 diesel::joinable!(storage_migration_objects -> storage_migrations (migration_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -197,6 +223,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     attachments,
     exports,
     schedules,
+    schedule_runs,
     backup_runs,
     outbox,
     storage_migrations,

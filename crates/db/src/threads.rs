@@ -9,15 +9,23 @@
 //! which put the p99 above 100 ms. With as many threads as connections, a
 //! job never waits for a connection, only for its turn.
 
+//!
+//! The queue is bounded: when `limit` jobs already wait, the next is refused
+//! at once (the api answers 503 with Retry-After) rather than queued behind
+//! work that may take seconds to drain. A flood of requests with bad tokens
+//! once queued a lookup each and delayed every real request, even after it
+//! stopped.
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, mpsc};
 
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
 
-/// Starts `count` threads taking jobs from the returned queue; they end
-/// when every clone of the queue is dropped.
-pub(crate) fn start(count: u32) -> mpsc::Sender<Job> {
-    let (queue, jobs) = mpsc::channel::<Job>();
+/// Starts `count` threads taking jobs from the returned queue, which holds
+/// at most `limit` waiting jobs; the threads end when every clone of the
+/// queue is dropped.
+pub(crate) fn start(count: u32, limit: u32) -> mpsc::SyncSender<Job> {
+    let (queue, jobs) = mpsc::sync_channel::<Job>(usize::try_from(limit).unwrap_or(usize::MAX));
     let jobs = Arc::new(Mutex::new(jobs));
     for index in 0..count {
         let jobs = Arc::clone(&jobs);

@@ -16,10 +16,13 @@ pub struct User {
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
+/// Case-insensitive, by PostgreSQL's `lower` on both sides, as the unique
+/// index compares: Rust's lowercase differs from it for some letters
+/// (`İ`), and a user just created was then not found again.
 pub fn find_by_email(conn: &mut PgConnection, org_id: Uuid, email: &Email) -> QueryResult<Option<User>> {
     users::table
         .filter(users::org_id.eq(org_id))
-        .filter(lower(users::email).eq(email.as_str().to_lowercase()))
+        .filter(lower(users::email).eq(lower(email.as_str())))
         .select(User::as_select())
         .first(conn)
         .optional()

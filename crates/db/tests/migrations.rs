@@ -27,7 +27,7 @@ fn migrations_go_up_down_and_up_again() {
     let mut conn = database.connect();
     let total = stockflow_db::migration_names().expect("embedded migrations").len();
     assert!(total >= 4);
-    assert_eq!(user_tables(&mut conn), 12, "the template is fully migrated");
+    assert_eq!(user_tables(&mut conn), 13, "the template is fully migrated");
 
     let reverted = stockflow_db::revert_all(&mut conn).expect("down");
     assert_eq!(reverted.len(), total);
@@ -35,7 +35,7 @@ fn migrations_go_up_down_and_up_again() {
 
     let applied = stockflow_db::run_pending(&mut conn).expect("up again");
     assert_eq!(applied.len(), total);
-    assert_eq!(user_tables(&mut conn), 12);
+    assert_eq!(user_tables(&mut conn), 13);
     assert!(stockflow_db::run_pending(&mut conn).expect("no-op").is_empty());
 }
 
@@ -93,6 +93,7 @@ fn schema_rs_matches_the_migrated_database() {
         attachments,
         exports,
         schedules,
+        schedule_runs,
         backup_runs,
         outbox,
         storage_migrations,

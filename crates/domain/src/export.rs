@@ -1,7 +1,7 @@
 //! Report exports: what is exported, in which format, filtered how, and the
 //! life of an export row.
 
-use crate::{BatchStatus, ParseError, SkuPrefix};
+use crate::{BatchStatus, NameSearch, ParseError, SkuPrefix};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -126,7 +126,7 @@ pub struct ProductFilters {
     pub sku_prefix: Option<SkuPrefix>,
     /// Case-insensitive substring of the name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub q: Option<String>,
+    pub q: Option<NameSearch>,
 }
 
 /// An export's filters, which depend on its kind.

@@ -76,6 +76,74 @@ impl Job for Ping {
     const VERSION: u32 = 1;
 }
 
+/// Why a backup runs: its slot came, or someone asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupTrigger {
+    Scheduled,
+    Manual,
+}
+
+/// Dump the database to backup storage (`DB_BACKUP_CRON`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupDatabase {
+    pub trigger: BackupTrigger,
+}
+
+impl Job for BackupDatabase {
+    const TYPE: &'static str = "backup.database";
+    const VERSION: u32 = 1;
+}
+
+/// Copy new media objects to backup storage (`MEDIA_BACKUP_CRON`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupMedia {
+    pub trigger: BackupTrigger,
+}
+
+impl Job for BackupMedia {
+    const TYPE: &'static str = "backup.media";
+    const VERSION: u32 = 1;
+}
+
+/// Remove uploads that never finished: pending attachment rows and their
+/// partial objects older than the worker's grace period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupUploads {}
+
+impl Job for CleanupUploads {
+    const TYPE: &'static str = "maintenance.cleanup_uploads";
+    const VERSION: u32 = 1;
+}
+
+/// Delete the files of exports past their `expires_at` and mark them
+/// `expired`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpireExports {}
+
+impl Job for ExpireExports {
+    const TYPE: &'static str = "maintenance.expire_exports";
+    const VERSION: u32 = 1;
+}
+
+/// Compare media storage with the database both ways: objects no row
+/// names (deleted past the grace period, or only reported when `dry_run`),
+/// rows whose object is gone (marked `missing`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileStorage {
+    pub dry_run: bool,
+}
+
+impl Job for ReconcileStorage {
+    const TYPE: &'static str = "maintenance.reconcile_storage";
+    const VERSION: u32 = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! Production batches and what describes them.
 
 use crate::ParseError;
-use crate::catalog::{code_like, text};
+use crate::catalog::{CODE_RULE, code_like};
+use crate::rules::TextRule;
 use std::fmt;
 
 /// A batch's code, unique per organization; the same rule as a SKU.
@@ -9,6 +10,8 @@ use std::fmt;
 pub struct BatchCode(String);
 
 impl BatchCode {
+    pub const RULE: TextRule = CODE_RULE;
+
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         code_like(raw).map(Self).ok_or(ParseError::new(
             "code",
@@ -63,6 +66,10 @@ impl fmt::Display for BatchStatus {
 pub struct Quantity(String);
 
 impl Quantity {
+    /// As text: digits, with leading zeros, at most 14 significant ones
+    /// before the point, and at most 6 after it, trailing zeros aside.
+    pub const PATTERN: &'static str = r"^0*[0-9]{1,14}(\.[0-9]{1,6}0*)?$";
+
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         let invalid =
             ParseError::new("quantity", "a non-negative decimal, at most 14 digits before the point and 6 after");
@@ -85,20 +92,20 @@ impl Quantity {
     }
 }
 
-/// Free text about a batch: at most 10,000 characters, may be empty.
+/// Free text about a batch: at most 10,000 characters as sent, no control
+/// characters but newlines and tabs; stored trimmed, may be empty.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Notes(String);
 
 impl Notes {
+    pub const RULE: TextRule = TextRule { pattern: r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$", max_chars: 10_000 };
+
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        if raw.trim().is_empty() {
-            return Ok(Self::default());
-        }
-        // Newlines and tabs are fine in notes; other control characters are not.
-        let clean = !raw.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'));
-        match text(&raw.replace(['\n', '\r', '\t'], " "), 10_000) {
-            Some(_) if clean => Ok(Self(raw.trim().to_owned())),
-            _ => Err(ParseError::new("notes", "at most 10000 characters, no control characters but newlines and tabs")),
+        let allowed = |c: char| !c.is_control() || matches!(c, '\n' | '\r' | '\t');
+        if raw.chars().count() <= Self::RULE.max_chars && raw.chars().all(allowed) {
+            Ok(Self(raw.trim().to_owned()))
+        } else {
+            Err(ParseError::new("notes", "at most 10000 characters, no control characters but newlines and tabs"))
         }
     }
 
@@ -140,6 +147,7 @@ mod tests {
         assert_eq!(Notes::parse("line 1\nline 2").unwrap().as_str(), "line 1\nline 2");
         assert_eq!(Notes::parse("   ").unwrap().as_str(), "");
         assert_eq!(Notes::parse("bell\u{7}").unwrap_err().field, "notes");
+        assert_eq!(Notes::parse("nul\u{0}").unwrap_err().field, "notes");
         assert!(Notes::parse(&"n".repeat(10_001)).is_err());
     }
 }

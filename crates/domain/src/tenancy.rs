@@ -1,4 +1,5 @@
 use crate::ParseError;
+use crate::rules::{TextRule, controls, spaces};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -70,26 +71,58 @@ impl fmt::Display for Role {
     }
 }
 
-/// An email address, checked for shape only (delivery is not our business);
-/// stored as given, compared case-insensitively by the database.
+/// An email address, checked for shape only (delivery is not our business):
+/// a local part, `@`, and a domain holding a dot but not starting or ending
+/// with one; at most 320 characters, no spaces, controls or second `@`.
+/// Stored as given, compared case-insensitively by the database.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Email(String);
 
+/// Neither `@`, a space nor a control character.
+macro_rules! email_char {
+    () => {
+        concat!("[^@", controls!(), spaces!(), "]")
+    };
+}
+/// As `email_char!`, and not a dot either.
+macro_rules! email_edge {
+    () => {
+        concat!("[^@.", controls!(), spaces!(), "]")
+    };
+}
+
 impl Email {
+    pub const RULE: TextRule = TextRule {
+        pattern: concat!(
+            "^",
+            email_char!(),
+            "+@",
+            email_edge!(),
+            email_char!(),
+            r"*\.",
+            email_char!(),
+            "*",
+            email_edge!(),
+            "$"
+        ),
+        max_chars: 320,
+    };
+
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        let raw = raw.trim();
+        let plain = |c: char| c != '@' && !c.is_whitespace() && !c.is_control();
         let well_formed = match raw.split_once('@') {
             Some((local, domain)) => {
                 !local.is_empty()
+                    && local.chars().all(plain)
+                    && domain.chars().all(plain)
                     && domain.contains('.')
                     && !domain.starts_with('.')
                     && !domain.ends_with('.')
-                    && !domain.contains('@')
             }
             None => false,
         };
-        if well_formed && raw.len() <= 320 && !raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if well_formed && raw.chars().count() <= Self::RULE.max_chars {
             Ok(Self(raw.to_owned()))
         } else {
             Err(ParseError::new("email", "an address such as name@example.com"))
@@ -126,7 +159,19 @@ mod tests {
     #[test]
     fn emails() {
         assert!(Email::parse("ann@example.com").is_ok());
-        for bad in ["", "ann", "@example.com", "ann@", "ann@localhost", "a nn@example.com", "ann@.com", "a@b@c.com"] {
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@localhost",
+            "a nn@example.com",
+            "ann@.com",
+            "a@b@c.com",
+            " ann@example.com",
+            "ann@example.com.",
+            "ann@exa\u{0}mple.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -1,4 +1,5 @@
 use crate::ParseError;
+use crate::rules::{TextRule, trimmed_text, trimmed_text_rule};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
@@ -98,31 +99,60 @@ mod tests {
     }
 }
 
-/// How long a token stays valid, written `30d`, `12h` or `90m`; at most
-/// 10 years, so an expiry can always be stored.
+/// How long a token stays valid: 1 to 4 digits of days (`30d`), 5 of hours
+/// (`12h`) or 7 of minutes (`90m`), no leading zero; at most 9999 days, so
+/// an expiry can always be stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenLifetime(std::time::Duration);
 
 impl TokenLifetime {
-    const MAX_SECS: u64 = 10 * 366 * 24 * 3600;
+    pub const PATTERN: &'static str = r"^([1-9][0-9]{0,3}d|[1-9][0-9]{0,4}h|[1-9][0-9]{0,6}m)$";
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
-        const ERROR: ParseError = ParseError::new("expires_in", "a positive number followed by d, h or m, such as 30d");
-        let raw = raw.trim();
-        let (digits, unit) = raw.split_at(raw.len().saturating_sub(1));
-        let unit_secs = match unit {
-            "d" => 86_400,
-            "h" => 3_600,
-            "m" => 60,
+        const ERROR: ParseError =
+            ParseError::new("expires_in", "1 to 4 digits of days, 5 of hours or 7 of minutes, such as 30d, 12h or 90m");
+        // Split at the last character, not the last byte: the unit may be
+        // any character a client sends.
+        let mut chars = raw.chars();
+        let unit = chars.next_back().ok_or(ERROR)?;
+        let digits = chars.as_str();
+        let (unit_secs, max_digits) = match unit {
+            'd' => (86_400, 4),
+            'h' => (3_600, 5),
+            'm' => (60, 7),
             _ => return Err(ERROR),
         };
+        let well_formed = (1..=max_digits).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if !well_formed {
+            return Err(ERROR);
+        }
         let count: u64 = digits.parse().map_err(|_| ERROR)?;
-        let secs = count.checked_mul(unit_secs).filter(|s| (1..=Self::MAX_SECS).contains(s)).ok_or(ERROR)?;
-        Ok(Self(std::time::Duration::from_secs(secs)))
+        Ok(Self(std::time::Duration::from_secs(count * unit_secs)))
     }
 
     pub fn as_duration(self) -> std::time::Duration {
         self.0
+    }
+}
+
+/// What a token is called in listings: at most 100 characters, not blank,
+/// no control characters; stored trimmed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenName(String);
+
+impl TokenName {
+    pub const RULE: TextRule = trimmed_text_rule(100);
+
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        trimmed_text(raw, Self::RULE.max_chars)
+            .map(Self)
+            .ok_or(ParseError::new("name", "1 to 100 characters, not blank, no control characters"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -134,8 +164,25 @@ mod lifetime_tests {
     fn lifetimes_parse_with_units_and_reject_nonsense() {
         assert_eq!(TokenLifetime::parse("30d").unwrap().as_duration().as_secs(), 30 * 86_400);
         assert_eq!(TokenLifetime::parse("90m").unwrap().as_duration().as_secs(), 5_400);
-        for bad in ["", "d", "0d", "-1d", "30", "30s", "1.5h", "99999999d"] {
+        assert_eq!(TokenLifetime::parse("9999d").unwrap().as_duration().as_secs(), 9_999 * 86_400);
+        assert_eq!(TokenLifetime::parse("9999999m").unwrap().as_duration().as_secs(), 9_999_999 * 60);
+        for bad in ["", "d", "0d", "-1d", "+1d", "030d", "30", "30s", "1.5h", "99999d", " 1d", "1d "] {
             assert!(TokenLifetime::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_multi_byte_last_character_is_refused_not_a_panic() {
+        for bad in ["1\u{e9}", "\u{20ac}", "\u{e9}d", "1\u{1f600}", "\u{e9}"] {
+            assert_eq!(TokenLifetime::parse(bad).unwrap_err().field, "expires_in", "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_names_are_trimmed_bounded_text() {
+        assert_eq!(TokenName::parse(" ci ").unwrap().as_str(), "ci");
+        for bad in ["", " ", "a\u{1}", "a\u{0}", &"n".repeat(101)] {
+            assert_eq!(TokenName::parse(bad).unwrap_err().field, "name", "{bad:?}");
         }
     }
 }

@@ -35,6 +35,20 @@ impl MimeType {
     pub fn as_str(self) -> &'static str {
         self.0
     }
+
+    /// File extensions that name this type, the usual one first.
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self.0 {
+            "image/png" => &["png"],
+            "image/jpeg" => &["jpg", "jpeg", "jpe"],
+            "image/gif" => &["gif"],
+            "image/webp" => &["webp"],
+            "application/pdf" => &["pdf"],
+            "application/zip" => &["zip", "docx", "xlsx", "pptx", "odt", "ods", "odp", "epub"],
+            "text/csv" => &["csv"],
+            _ => &["txt", "text", "log"],
+        }
+    }
 }
 
 /// The type of a body from its first bytes (at least `SNIFF_BYTES` of them
@@ -64,7 +78,7 @@ pub fn sniff(head: &[u8], filename: &DisplayFilename) -> Option<MimeType> {
 }
 
 /// UTF-8 (a multi-byte character cut at the end of `head` is fine) with no
-/// NUL or other binary control bytes, not starting like markup.
+/// NUL or other binary control bytes, and no markup anywhere in it.
 fn is_plain_text(head: &[u8]) -> bool {
     let text = match std::str::from_utf8(head) {
         Ok(text) => text,
@@ -77,53 +91,163 @@ fn is_plain_text(head: &[u8]) -> bool {
     if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t' | '\u{c}')) {
         return false;
     }
-    let start = text.trim_start_matches('\u{feff}').trim_start().to_ascii_lowercase();
-    const MARKUP: &[&str] = &[
-        "<!doctype",
-        "<html",
-        "<head",
-        "<body",
-        "<script",
-        "<iframe",
-        "<svg",
-        "<?xml",
-        "<!--",
-        "<style",
-        "<img",
-        "<a ",
-        "<div",
-        "<p>",
-        "<meta",
-        "<title",
-    ];
-    !MARKUP.iter().any(|tag| start.starts_with(tag))
+    !holds_markup(text)
+}
+
+/// Declarations and comments that open an HTML or XML document.
+const MARKUP_OPENERS: &[&str] = &["<!doctype", "<?xml", "<!--", "<![cdata[", "<!entity", "<!element", "<!attlist"];
+
+/// Elements a browser renders or runs, or that make a page of a document:
+/// `<name` followed by a space, `>`, `/` or the end of the sniffed bytes.
+const MARKUP_TAGS: &[&str] = &[
+    "a",
+    "applet",
+    "audio",
+    "base",
+    "body",
+    "button",
+    "canvas",
+    "details",
+    "dialog",
+    "div",
+    "embed",
+    "form",
+    "frame",
+    "frameset",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "html",
+    "iframe",
+    "img",
+    "image",
+    "input",
+    "isindex",
+    "keygen",
+    "link",
+    "marquee",
+    "math",
+    "meta",
+    "noscript",
+    "object",
+    "option",
+    "p",
+    "param",
+    "plaintext",
+    "portal",
+    "script",
+    "select",
+    "source",
+    "span",
+    "style",
+    "svg",
+    "table",
+    "template",
+    "textarea",
+    "title",
+    "video",
+    "xml",
+    "xmp",
+    "xsl:stylesheet",
+];
+
+/// Any markup tag or declaration anywhere in `text`, in any case.
+fn holds_markup(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.match_indices('<').any(|(at, _)| {
+        let rest = &lower[at..];
+        if MARKUP_OPENERS.iter().any(|opener| rest.starts_with(opener)) {
+            return true;
+        }
+        let name = rest.strip_prefix('<').unwrap_or_default();
+        MARKUP_TAGS.iter().any(|tag| {
+            name.strip_prefix(tag).is_some_and(|after| {
+                after.is_empty() || after.starts_with(|c: char| c.is_whitespace() || c == '>' || c == '/')
+            })
+        })
+    })
 }
 
 /// A client's filename made safe to show and to put in Content-Disposition:
-/// the last path segment only, no control characters, at most 255 bytes.
-/// Never used as a storage key.
+/// the last path segment only, no control or invisible format characters
+/// (a right-to-left override turns `invoice\u{202e}fdp.js` into what reads
+/// as `invoicesj.pdf`), at most 255 bytes. Never used as a storage key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayFilename(String);
+
+const MAX_FILENAME_BYTES: usize = 255;
 
 impl DisplayFilename {
     pub fn sanitize(raw: &str) -> Self {
         let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-        let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+        let cleaned: String = last.chars().filter(|c| !c.is_control() && !is_invisible(*c)).collect();
         let trimmed = cleaned.trim().trim_start_matches('.').trim();
-        let mut name = if trimmed.is_empty() { "upload".to_owned() } else { trimmed.to_owned() };
-        if name.len() > 255 {
-            let mut cut = 255;
-            while !name.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            name.truncate(cut);
+        let name = if trimmed.is_empty() { "upload" } else { trimmed };
+        Self(cut(name, MAX_FILENAME_BYTES).to_owned())
+    }
+
+    /// The name with an extension that says what the bytes are: kept when
+    /// its own extension already does (`scan.JPG` for a JPEG), else the
+    /// type's extension is added (`invoice.exe` sniffed as a PDF becomes
+    /// `invoice.exe.pdf`), so what a desktop opens it with always matches
+    /// the content, and what the client called it stays readable.
+    pub fn for_type(&self, mime: MimeType) -> Self {
+        let extensions = mime.extensions();
+        let own = self.0.rsplit_once('.').map(|(_, extension)| extension.to_ascii_lowercase());
+        if own.is_some_and(|own| extensions.contains(&own.as_str())) {
+            return self.clone();
         }
-        Self(name)
+        let extension = extensions.first().copied().unwrap_or("bin");
+        let stem = cut(&self.0, MAX_FILENAME_BYTES - extension.len() - 1);
+        Self(format!("{stem}.{extension}"))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// `name` cut to at most `max` bytes at a character boundary.
+fn cut(name: &str, max: usize) -> &str {
+    let mut end = name.len().min(max);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// Unicode's format characters (general category Cf, Unicode 15.1), which
+/// draw nothing but can reorder or hide what is shown around them, and the
+/// line and paragraph separators.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x2028..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 #[cfg(test)]
@@ -161,6 +285,25 @@ mod tests {
     }
 
     #[test]
+    fn markup_anywhere_in_the_sniffed_bytes_is_never_text() {
+        for hostile in [
+            "Dear customer,\n<h1>Invoice</h1><script>fetch('/x')</script>",
+            "quarterly figures\n\n<FORM action=https://evil.example>",
+            "notes <IfRaMe src=x>",
+            "a\n<svg/onload=alert(1)>",
+            "x <h6>",
+            "plain, then <a href=x>link</a>",
+            "text <!-- comment -->",
+            "the end <script",
+        ] {
+            assert_eq!(sniffed(hostile.as_bytes(), "notes.txt"), None, "{hostile:?}");
+        }
+        for harmless in ["a < b and c > d", "x<y", "<3 from us", "use <ctrl>+c", "email <ann@example.com>"] {
+            assert_eq!(sniffed(harmless.as_bytes(), "notes.txt"), Some("text/plain"), "{harmless:?}");
+        }
+    }
+
+    #[test]
     fn a_character_cut_by_the_sniff_window_is_still_text() {
         let mut head = "é".repeat(300).into_bytes();
         head.truncate(SNIFF_BYTES - 1);
@@ -177,6 +320,30 @@ mod tests {
         assert_eq!(DisplayFilename::sanitize("").as_str(), "upload");
         let long = DisplayFilename::sanitize(&"é".repeat(200));
         assert!(long.as_str().len() <= 255 && long.as_str().len() >= 254);
+    }
+
+    #[test]
+    fn filenames_lose_invisible_format_characters() {
+        assert_eq!(DisplayFilename::sanitize("invoice\u{202e}fdp.js").as_str(), "invoicefdp.js");
+        assert_eq!(DisplayFilename::sanitize("\u{feff}a\u{200b}b\u{2066}c\u{ad}.txt\u{e0041}").as_str(), "abc.txt");
+        assert_eq!(DisplayFilename::sanitize("\u{202e}\u{200f}").as_str(), "upload");
+        assert_eq!(DisplayFilename::sanitize("Grüße – 日本.pdf").as_str(), "Grüße – 日本.pdf");
+    }
+
+    #[test]
+    fn the_display_name_ends_with_an_extension_of_the_sniffed_type() {
+        let named = |raw: &str, mime: &str| {
+            DisplayFilename::sanitize(raw).for_type(MimeType::parse(mime).unwrap()).as_str().to_owned()
+        };
+        assert_eq!(named("invoice.exe", "application/pdf"), "invoice.exe.pdf");
+        assert_eq!(named("a.jpg.php", "image/jpeg"), "a.jpg.php.jpg");
+        assert_eq!(named("scan.JPEG", "image/jpeg"), "scan.JPEG");
+        assert_eq!(named("report.pdf", "application/pdf"), "report.pdf");
+        assert_eq!(named("book.xlsx", "application/zip"), "book.xlsx");
+        assert_eq!(named("notes", "text/plain"), "notes.txt");
+        assert_eq!(named("invoice\u{202e}fdp.js", "text/plain"), "invoicefdp.js.txt");
+        let long = named(&format!("{}.exe", "é".repeat(200)), "application/pdf");
+        assert!(long.len() <= 255 && long.ends_with(".pdf"), "{long}");
     }
 
     #[test]

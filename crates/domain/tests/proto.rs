@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 
 use boon::{Compiler, Draft, SchemaIndex, Schemas, UrlLoader};
 use serde_json::{Value, json};
-use stockflow_domain::{Envelope, ExportRequested, Job, Ping};
+use stockflow_domain::{
+    BackupDatabase, BackupMedia, BackupTrigger, CleanupUploads, Envelope, ExpireExports, ExportRequested, Job, Ping,
+    ReconcileStorage,
+};
 use uuid::Uuid;
 
 /// `test_name: PayloadType = a sample payload;`, one line per message type.
@@ -38,6 +41,11 @@ macro_rules! messages {
 messages! {
     export_requested: ExportRequested = ExportRequested { export_id: Uuid::new_v4(), org_id: Uuid::new_v4() };
     maintenance_ping: Ping = Ping { note: "proto test".to_owned() };
+    backup_database: BackupDatabase = BackupDatabase { trigger: BackupTrigger::Scheduled };
+    backup_media: BackupMedia = BackupMedia { trigger: BackupTrigger::Manual };
+    maintenance_cleanup_uploads: CleanupUploads = CleanupUploads {};
+    maintenance_expire_exports: ExpireExports = ExpireExports {};
+    maintenance_reconcile_storage: ReconcileStorage = ReconcileStorage { dry_run: true };
 }
 
 const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";

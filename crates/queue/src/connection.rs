@@ -8,7 +8,7 @@ use lapin::{Connection, ConnectionProperties, Event, uri::AMQPUri};
 use std::sync::Arc;
 use std::time::Duration;
 use stockflow_config::{AmqpNamespace, BrokerSettings};
-use stockflow_telemetry::{Check, CheckFuture, Shutdown};
+use stockflow_telemetry::{Check, CheckFuture, Down, Shutdown};
 use tokio::sync::watch;
 
 /// Heartbeats detect a connection that died silently (no FIN, no RST).
@@ -26,7 +26,9 @@ pub struct InvalidAmqpUrl(String);
 #[derive(Clone)]
 enum Link {
     Up(Arc<Connection>),
-    Down(String),
+    /// Why there is no connection: the reason `/readyz` shows, and the
+    /// error behind it.
+    Down(Down),
 }
 
 /// Handle to the supervised connection; cheap to clone.
@@ -48,7 +50,7 @@ impl Broker {
         uri.query.heartbeat = uri.query.heartbeat.or(Some(DEFAULT_HEARTBEAT_SECS));
         uri.query.connection_timeout =
             uri.query.connection_timeout.or(Some(u64::try_from(CONNECT_TIMEOUT.as_millis()).unwrap_or(5000)));
-        let (tx, link) = watch::channel(Link::Down("not connected yet".to_owned()));
+        let (tx, link) = watch::channel(Link::Down(Down::new("not connected yet", "")));
         let topology = Topology::new(&settings.namespace);
         let closing = Shutdown::new();
         let supervisor = tokio::spawn(supervise(uri, service, topology, tx, closing.clone()));
@@ -80,7 +82,11 @@ impl Broker {
 
     /// Why there is no connection, for error messages.
     pub fn down_reason(&self) -> String {
-        self.status().err().unwrap_or_else(|| "connected".to_owned())
+        match self.status() {
+            Ok(()) => "connected".to_owned(),
+            Err(down) if down.detail.is_empty() => down.reason.to_owned(),
+            Err(down) => format!("{}: {}", down.reason, down.detail),
+        }
     }
 
     /// The live connection, if there is one right now.
@@ -103,11 +109,11 @@ impl Broker {
         }
     }
 
-    fn status(&self) -> Result<(), String> {
+    fn status(&self) -> Result<(), Down> {
         match &*self.link.borrow() {
             Link::Up(conn) if conn.status().connected() => Ok(()),
-            Link::Up(_) => Err("connection is closing".to_owned()),
-            Link::Down(reason) => Err(reason.clone()),
+            Link::Up(_) => Err(Down::new("connection is closing", "")),
+            Link::Down(down) => Err(down.clone()),
         }
     }
 }
@@ -151,19 +157,19 @@ async fn supervise(
                 let lost = tokio::select! {
                     reason = next_error(&mut events) => reason,
                     () = shutdown.wait() => {
-                        link.send_replace(Link::Down("shutting down".to_owned()));
+                        link.send_replace(Link::Down(Down::new("shutting down", "")));
                         let close = conn.close(200, "service stopping".into());
                         let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
                         break;
                     }
                 };
                 tracing::warn!(reason = %lost, "lost the broker connection; reconnecting");
-                link.send_replace(Link::Down(format!("connection lost: {lost}")));
+                link.send_replace(Link::Down(Down::new("connection lost", lost)));
             }
             Err(error) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(%error, retry_in_ms = delay.as_millis(), "cannot connect to the broker");
-                link.send_replace(Link::Down(format!("cannot connect: {error}")));
+                link.send_replace(Link::Down(Down::new("cannot connect", error)));
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = shutdown.wait() => break,

@@ -20,7 +20,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stockflow_domain::{Envelope, Job};
-use stockflow_telemetry::{Check, CheckFuture, Shutdown};
+use stockflow_telemetry::{Check, CheckFuture, Down, Shutdown};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -106,7 +106,7 @@ impl Consumer {
         settings: ConsumerSettings,
         shutdown: Shutdown,
     ) -> ConsumerHandle {
-        let (status_tx, status) = watch::channel(Err("not consuming yet".to_owned()));
+        let (status_tx, status) = watch::channel(Err(Down::new("not consuming yet", "")));
         let context = Arc::new(Context {
             topology: Topology::new(broker.namespace()),
             family: self.family,
@@ -122,7 +122,7 @@ impl Consumer {
 
 pub struct ConsumerHandle {
     name: &'static str,
-    status: watch::Receiver<Result<(), String>>,
+    status: watch::Receiver<Result<(), Down>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -140,7 +140,7 @@ impl ConsumerHandle {
 
 pub struct ConsumerCheck {
     name: &'static str,
-    status: watch::Receiver<Result<(), String>>,
+    status: watch::Receiver<Result<(), Down>>,
 }
 
 impl Check for ConsumerCheck {
@@ -163,7 +163,7 @@ struct Context {
     settings: ConsumerSettings,
 }
 
-async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result<(), String>>, shutdown: Shutdown) {
+async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result<(), Down>>, shutdown: Shutdown) {
     let queue = context.topology.queue(context.family);
     let tag = format!("{queue}.{}", uuid::Uuid::new_v4().simple());
     let mut backoff = Backoff::new(RESUBSCRIBE_BASE, RESUBSCRIBE_MAX);
@@ -180,7 +180,7 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
             Err(error) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(%queue, %error, retry_in_ms = delay.as_millis(), "cannot consume");
-                let _ = status.send_replace(Err(format!("cannot consume {queue}: {error}")));
+                let _ = status.send_replace(Err(Down::new("cannot consume", format!("{queue}: {error}"))));
                 tokio::select! {
                     () = tokio::time::sleep(delay) => continue,
                     () = shutdown.wait() => break,
@@ -191,7 +191,7 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
         backoff.reset();
         let _ = status.send_replace(Ok(()));
         last_channel = Some(channel.clone());
-        loop {
+        let lost = loop {
             tokio::select! {
                 next = deliveries.next() => match next {
                     Some(Ok(delivery)) => {
@@ -199,11 +199,11 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%queue, %error, "consumer failed; subscribing again");
-                        break;
+                        break error.to_string();
                     }
                     None => {
                         tracing::warn!(%queue, "consumer was cancelled or its channel closed; subscribing again");
-                        break;
+                        break "cancelled, or its channel closed".to_owned();
                     }
                 },
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
@@ -214,10 +214,10 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
                     break 'subscribe;
                 }
             }
-        }
-        let _ = status.send_replace(Err(format!("not consuming {queue}: subscription lost")));
+        };
+        let _ = status.send_replace(Err(lost_subscription(&queue, &connection, &lost)));
     }
-    let _ = status.send_replace(Err("stopping".to_owned()));
+    let _ = status.send_replace(Err(Down::new("stopping", "")));
     let drained = tokio::time::timeout(DRAIN, async { while in_flight.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(%queue, left = in_flight.len(), "jobs still running at shutdown; the broker will redeliver them");
@@ -227,6 +227,19 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
         let _ = channel.close(200, "consumer stopping".into()).await;
     }
     tracing::info!(%queue, "consumer stopped");
+}
+
+/// What `/readyz` says of a consumer that lost its subscription. When the
+/// connection died, that is the news: the consumer's line says the broker
+/// connection was lost rather than hinting at a problem of its own, and it
+/// resubscribes on the next connection.
+fn lost_subscription(queue: &str, connection: &Connection, reason: &str) -> Down {
+    let detail = format!("{queue}: {reason}");
+    if connection.status().connected() {
+        Down::new("subscription lost; subscribing again", detail)
+    } else {
+        Down::new("the broker connection was lost; resubscribing when it is back", detail)
+    }
 }
 
 async fn subscribe(

@@ -11,6 +11,6 @@ pub mod topology;
 pub use backoff::Backoff;
 pub use connection::{Broker, BrokerCheck, InvalidAmqpUrl};
 pub use consumer::{Consumer, ConsumerCheck, ConsumerHandle, ConsumerSettings, Handler, HandlerError};
-pub use metrics::{JobMetrics, Outcome, queue_depths, render_queue_depths};
+pub use metrics::{JobMetrics, Outcome};
 pub use publisher::{Outgoing, PublishError, Publisher};
 pub use topology::Topology;

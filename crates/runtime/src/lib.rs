@@ -156,12 +156,12 @@ pub struct BackgroundService {
 
 impl BackgroundService {
     /// `readiness` is usually `connections.readiness()` plus the service's
-    /// own checks; `metrics`, when given, is served on `/metrics`.
+    /// own checks; `metrics` is served on `/metrics`.
     pub fn start(
         bind: SocketAddr,
         connections: Connections,
         readiness: Readiness,
-        metrics: Option<Arc<dyn MetricsSource>>,
+        metrics: Arc<dyn MetricsSource>,
     ) -> Result<Self, StartupError> {
         let (address, health) =
             serve_health(bind, readiness, metrics).map_err(|source| StartupError::Bind { address: bind, source })?;

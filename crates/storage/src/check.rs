@@ -1,6 +1,6 @@
 use crate::Storage;
 use std::sync::Arc;
-use stockflow_telemetry::{Check, CheckFuture};
+use stockflow_telemetry::{Check, CheckFuture, Down};
 
 /// Puts a storage backend on `/readyz`.
 pub struct StorageCheck {
@@ -26,6 +26,6 @@ impl Check for StorageCheck {
     }
 
     fn check(&self) -> CheckFuture<'_> {
-        Box::pin(async move { self.storage.health_check().await.map_err(|error| error.to_string()) })
+        Box::pin(async move { self.storage.health_check().await.map_err(|error| Down::new("unreachable", error)) })
     }
 }

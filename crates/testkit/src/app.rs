@@ -64,6 +64,20 @@ impl TestApp {
         .await
     }
 
+    /// Waits until `/readyz` answers 503 and reports the check `name` as
+    /// down, and returns that report. Checks run concurrently and notice a
+    /// lost dependency at slightly different moments (a consumer may see its
+    /// channel die before the connection check runs), so a test that cuts
+    /// one dependency waits for the line it asserts, not for the first 503.
+    pub async fn wait_until_down(&self, name: &str, within: Duration) -> serde_json::Value {
+        crate::eventually(&format!("/readyz to report {name} down"), within, || async {
+            let (got, body) = self.readyz().await;
+            let down = body["checks"][name].as_str().is_some_and(|detail| detail.starts_with("down: "));
+            (got == 503 && down).then_some(body)
+        })
+        .await
+    }
+
     /// Stops the service the way SIGTERM would and returns how it ended.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.stop_service().await

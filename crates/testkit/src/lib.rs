@@ -15,6 +15,7 @@ mod app;
 pub mod broker;
 pub mod contract;
 mod database;
+mod group;
 mod nginx;
 mod process;
 mod proxy;
@@ -22,6 +23,7 @@ mod s3;
 
 pub use app::{Started, TestApp, TestAppBuilder, service_env};
 pub use database::{TestDatabase, admin_database_url};
+pub use group::{Leftovers, ProcessGroup};
 pub use nginx::Nginx;
 pub use process::{ProcessEnv, ServiceProcess, assert_config_error, free_port};
 pub use proxy::TcpProxy;

@@ -1,28 +1,57 @@
-//! A private nginx per test, running the shipped `deploy/nginx/dev.conf`
-//! with only its addresses and paths swapped for the test's, so tests
-//! exercise the configuration operators get.
+//! A private nginx per test, running a shipped configuration
+//! (`deploy/nginx/dev.conf` or `prod.conf`) with only its addresses and
+//! paths swapped for the test's, so tests exercise what operators get.
 
+use crate::group::ProcessGroup;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+/// Stopped on drop with SIGQUIT, nginx's graceful stop: the master waits
+/// for its workers and exits; a worker left behind fails the test.
 pub struct Nginx {
-    child: Child,
+    process: ProcessGroup,
     port: u16,
     _prefix: tempfile::TempDir,
 }
 
 impl Nginx {
-    /// Proxies to the API at `api_port` and serves the `internal` media
-    /// location from `media_root`.
+    /// `deploy/nginx/dev.conf` (what `make services` runs), proxying to the
+    /// API at `api_port` and serving the `internal` media location from
+    /// `media_root`.
     pub async fn start(api_port: u16, media_root: &Path) -> Self {
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nginx/dev.conf");
-        let config = std::fs::read_to_string(&shipped).expect("read deploy/nginx/dev.conf");
         let port = crate::free_port();
-        let media = format!("{}/", media_root.display());
-        let config = replace_once(&config, "daemon on;", "daemon off;");
-        let config = replace_once(&config, "listen 127.0.0.1:8088;", &format!("listen 127.0.0.1:{port};"));
-        let config = replace_once(&config, "server 127.0.0.1:8000;", &format!("server 127.0.0.1:{api_port};"));
-        let config = replace_once(&config, "alias ../../media/;", &format!("alias {media};"));
+        let config = shipped(
+            "dev.conf",
+            &[
+                ("daemon on;", "daemon off;".to_owned()),
+                ("listen 127.0.0.1:8088;", format!("listen 127.0.0.1:{port};")),
+                ("server 127.0.0.1:8000;", format!("server 127.0.0.1:{api_port};")),
+                ("alias ../../media/;", format!("alias {}/;", media_root.display())),
+            ],
+        );
+        Self::run(config, port).await
+    }
+
+    /// `deploy/nginx/prod.conf` (the compose stack's), the same way.
+    pub async fn start_prod(api_port: u16, media_root: &Path) -> Self {
+        let port = crate::free_port();
+        let config = shipped(
+            "prod.conf",
+            &[
+                ("listen 80;", format!("listen 127.0.0.1:{port};")),
+                ("server api:8000;", format!("server 127.0.0.1:{api_port};")),
+                ("alias /var/lib/stockflow/media/;", format!("alias {}/;", media_root.display())),
+                // The container runs it in the foreground with `-g`.
+                ("worker_processes auto;", "worker_processes auto;\ndaemon off;".to_owned()),
+                // A file, not stderr: nobody reads the test's pipe, and a full
+                // pipe would stall nginx.
+                ("error_log /dev/stderr warn;", "error_log logs/error.log warn;".to_owned()),
+            ],
+        );
+        Self::run(config, port).await
+    }
+
+    async fn run(config: String, port: u16) -> Self {
         let prefix = tempfile::tempdir().expect("nginx prefix");
         for dir in ["logs", "tmp"] {
             std::fs::create_dir_all(prefix.path().join(dir)).expect("nginx directories");
@@ -33,7 +62,8 @@ impl Nginx {
             .into_iter()
             .find(|candidate| Path::new(candidate).is_file())
             .unwrap_or("nginx");
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("-p")
             .arg(prefix.path())
             .arg("-c")
@@ -42,11 +72,10 @@ impl Nginx {
             .arg(prefix.path().join("logs/error.log"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|error| panic!("start nginx ({binary}): {error}; `make services` installs it"));
-        let mut nginx = Self { child, port, _prefix: prefix };
-        crate::process::wait_until_listening(&mut nginx.child, nginx.port, "nginx").await;
+            .stderr(Stdio::piped());
+        let process = ProcessGroup::spawn(command, &format!("nginx ({binary}; `make services` installs it)"), "QUIT");
+        let mut nginx = Self { process, port, _prefix: prefix };
+        crate::process::wait_until_listening(nginx.process.child_mut(), nginx.port, "nginx").await;
         nginx
     }
 
@@ -55,16 +84,14 @@ impl Nginx {
     }
 }
 
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A shipped config with the test's swaps. It must still contain each text
+/// a test swaps, exactly once, or the test would silently run something else.
+fn shipped(name: &str, swaps: &[(&str, String)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/nginx").join(name);
+    let mut config = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("read deploy/nginx/{name}: {error}"));
+    for (from, to) in swaps {
+        assert_eq!(config.matches(from).count(), 1, "deploy/nginx/{name} should contain `{from}` exactly once");
+        config = config.replacen(from, to, 1);
     }
-}
-
-/// The shipped config must still contain what the test swaps, or the test
-/// would silently run something else.
-fn replace_once(config: &str, from: &str, to: &str) -> String {
-    assert_eq!(config.matches(from).count(), 1, "deploy/nginx/dev.conf should contain `{from}` exactly once");
-    config.replacen(from, to, 1)
+    config
 }

@@ -1,8 +1,9 @@
 //! Service binaries run as real processes, for what only a process shows:
 //! exit codes, what reaches stdout and stderr, and how it meets SIGTERM.
 
+use crate::group::{Leftovers, ProcessGroup};
 use crate::{TestDatabase, amqp_url, service_env, unique_namespace};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 use stockflow_config::Env;
 
@@ -78,9 +79,11 @@ pub fn assert_config_error(binary: &str, var: &str, bad_value: Option<&str>) {
     }
 }
 
-/// A running service binary, terminated (SIGKILL) if the test forgets to.
+/// A running service binary in a process group of its own: SIGTERM if the
+/// test forgets to stop it, and a test that leaves any of its processes
+/// running fails.
 pub struct ServiceProcess {
-    child: Child,
+    process: ProcessGroup,
     pub port: u16,
 }
 
@@ -89,15 +92,13 @@ impl ServiceProcess {
     /// through `bind_var`.
     pub fn spawn(env: &ProcessEnv, binary: &str, bind_var: &str) -> Self {
         let port = free_port();
-        let child = env
-            .command(binary)
+        let mut command = env.command(binary);
+        command
             .env(bind_var, format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start service binary");
-        Self { child, port }
+            .stderr(Stdio::inherit());
+        Self { process: ProcessGroup::spawn(command, binary, "TERM"), port }
     }
 
     pub async fn wait_ready(&self, within: Duration) {
@@ -113,29 +114,18 @@ impl ServiceProcess {
     /// SIGKILL: the process gets no chance to clean up, as in a crash or
     /// an out-of-memory kill.
     pub fn kill(&mut self) -> ExitStatus {
-        self.child.kill().expect("SIGKILL the service");
-        self.child.wait().expect("reap the service")
+        self.process.signal_leader("KILL");
+        self.process.child_mut().wait().expect("reap the service")
     }
 
-    /// Sends SIGTERM and waits up to `limit` for the process to exit.
+    /// Sends SIGTERM and waits up to `limit` for the process, and anything
+    /// it started, to exit.
     pub fn terminate(&mut self, limit: Duration) -> (ExitStatus, Duration) {
         let started = Instant::now();
-        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
-        assert!(sent.success(), "could not signal the service");
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll service process") {
-                return (status, started.elapsed());
-            }
-            assert!(started.elapsed() < limit, "service still running {limit:?} after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
+        match self.process.stop_with("TERM", limit) {
+            Ok(status) => (status, started.elapsed()),
+            Err(Leftovers(left)) => panic!("still running {limit:?} after SIGTERM: {left:?}"),
         }
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -2,15 +2,17 @@
 //! services` runs on :9000, started on a free port with its own data
 //! directory, so a test can see exactly which unfinished uploads are its own.
 
+use crate::group::ProcessGroup;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 /// The development credentials of `make services`.
 pub const S3_ACCESS_KEY: &str = "stockflow";
 pub const S3_SECRET_KEY: &str = "stockflow-dev-secret";
 
+/// Stopped with SIGTERM on drop; a process left behind fails the test.
 pub struct S3Server {
-    child: Child,
+    process: ProcessGroup,
     port: u16,
     data: tempfile::TempDir,
 }
@@ -23,17 +25,17 @@ impl S3Server {
         assert!(binary.is_file(), "s3s-fs not found ({}): run `make services`, which installs it", binary.display());
         let data = tempfile::tempdir().expect("create the S3 data directory");
         let port = crate::free_port();
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
             .arg(data.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|error| panic!("start {}: {error}", binary.display()));
-        let mut server = Self { child, port, data };
-        crate::process::wait_until_listening(&mut server.child, server.port, "s3s-fs").await;
+            .stderr(Stdio::null());
+        let process = ProcessGroup::spawn(command, &binary.display().to_string(), "TERM");
+        let mut server = Self { process, port, data };
+        crate::process::wait_until_listening(server.process.child_mut(), server.port, "s3s-fs").await;
         server
     }
 
@@ -72,13 +74,6 @@ impl S3Server {
             ("AWS_ACCESS_KEY_ID".to_owned(), S3_ACCESS_KEY.to_owned()),
             ("AWS_SECRET_ACCESS_KEY".to_owned(), S3_SECRET_KEY.to_owned()),
         ]
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,7 +5,7 @@ use crate::openapi::problems;
 use crate::pagination::{Page, PageRequest};
 use crate::problem::ApiError;
 use crate::routes::Endpoint;
-use crate::validation::{Fields, json_object};
+use crate::validation::{Fields, distinguish_null, json_object};
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -71,8 +71,7 @@ impl From<BatchRow> for BatchView {
 pub(crate) struct CreateBatch {
     /// A product of the caller's organization.
     product_id: Uuid,
-    /// The same characters as a SKU; unique in the organization.
-    #[schema(example = "B-2026-001")]
+    #[schema(schema_with = crate::openapi::batch_code)]
     code: String,
     /// A decimal as a string ("12.5") or a JSON number.
     #[schema(schema_with = crate::openapi::decimal_input)]
@@ -80,30 +79,45 @@ pub(crate) struct CreateBatch {
     /// RFC 3339; returned in UTC.
     #[schema(format = DateTime, example = "2026-11-23T08:00:00Z")]
     produced_at: String,
-    /// `planned` when left out.
-    #[schema(schema_with = crate::openapi::batch_status)]
-    status: Option<String>,
-    /// At most 10,000 characters; newlines kept.
+    /// `planned` when left out; never null.
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::batch_status, required = false)]
+    status: Option<Option<String>>,
+    #[schema(schema_with = crate::openapi::notes, required = false)]
     notes: Option<String>,
-    #[schema(schema_with = crate::openapi::json_object)]
-    metadata: Option<serde_json::Value>,
+    /// `{}` when left out; never null.
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::json_object, required = false)]
+    metadata: Option<Option<serde_json::Value>>,
 }
 
-/// Fields left out stay as they are; `metadata` is replaced whole.
+/// Fields left out stay as they are; `metadata` is replaced whole. Only
+/// `notes` may be null, which clears them; any other null is a 422 naming
+/// the field.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateBatch {
-    product_id: Option<Uuid>,
-    code: Option<String>,
-    #[schema(schema_with = crate::openapi::decimal_input)]
-    quantity: Option<serde_json::Value>,
-    #[schema(format = DateTime)]
-    produced_at: Option<String>,
-    #[schema(schema_with = crate::openapi::batch_status)]
-    status: Option<String>,
-    notes: Option<String>,
-    #[schema(schema_with = crate::openapi::json_object)]
-    metadata: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(value_type = Uuid, required = false)]
+    product_id: Option<Option<Uuid>>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::batch_code, required = false)]
+    code: Option<Option<String>>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::decimal_input, required = false)]
+    quantity: Option<Option<serde_json::Value>>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(value_type = String, format = DateTime, required = false)]
+    produced_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::batch_status, required = false)]
+    status: Option<Option<String>>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::notes_patch, required = false)]
+    notes: Option<Option<String>>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::json_object, required = false)]
+    metadata: Option<Option<serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -113,6 +127,7 @@ pub(crate) struct ListQuery {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(schema_with = crate::pagination::cursor_schema)]
     cursor: Option<String>,
     /// Only batches of this product.
     #[param(value_type = Option<Uuid>)]
@@ -131,7 +146,12 @@ pub(crate) struct ListQuery {
 fn quantity(fields: &mut Fields, value: &serde_json::Value) -> Option<Quantity> {
     match value {
         serde_json::Value::String(raw) => fields.take(Quantity::parse(raw)),
-        serde_json::Value::Number(number) => fields.take(Quantity::parse(&number.to_string())),
+        // A float is written out in full (`0.000001`, never `1e-6`), as a
+        // client would write it as text.
+        serde_json::Value::Number(number) => match number.as_f64().filter(|_| number.is_f64()) {
+            Some(float) => fields.take(Quantity::parse(&float.to_string())),
+            None => fields.take(Quantity::parse(&number.to_string())),
+        },
         _ => {
             fields.push("quantity", "a decimal, as a string such as \"12.5\" or a number");
             None
@@ -177,7 +197,7 @@ fn timestamp(fields: &mut Fields, field: &str, raw: &str) -> Option<DateTime<Utc
 /// A product of another organization is as missing as one that never was.
 fn write_error(error: WriteError) -> ApiError {
     match error {
-        WriteError::MissingReference(_) => ApiError::invalid("product_id", "no such product"),
+        WriteError::MissingReference(_) => ApiError::MissingReference { field: "product_id" },
         other => other.into(),
     }
 }
@@ -194,7 +214,7 @@ fn write_error(error: WriteError) -> ApiError {
             headers(("Location" = String, description = "The batch's path"))),
         (status = 400, response = problems::BadRequest),
         (status = 403, response = problems::Forbidden),
-        (status = 409, response = problems::Conflict),
+        (status = 409, response = problems::BatchConflict),
         (status = 413, response = problems::PayloadTooLarge),
         (status = 422, response = problems::ValidationFailed),
     ),
@@ -211,17 +231,15 @@ pub(crate) async fn create(
     let code = fields.take(BatchCode::parse(&body.code));
     let quantity = quantity(&mut fields, &body.quantity);
     let produced_at = timestamp(&mut fields, "produced_at", &body.produced_at);
-    let status = match body.status.as_deref() {
+    let status = match fields.not_null("status", body.status) {
         None => Some(BatchStatus::Planned),
-        Some(raw) => fields.take(BatchStatus::parse(raw)),
+        Some(raw) => fields.take(BatchStatus::parse(&raw)),
     };
     let notes = fields.take(Notes::parse(body.notes.as_deref().unwrap_or_default()));
-    let metadata = json_object(
-        &mut fields,
-        "metadata",
-        body.metadata.unwrap_or_else(|| serde_json::json!({})),
-        MAX_METADATA_BYTES,
-    );
+    let metadata = match fields.not_null("metadata", body.metadata) {
+        Some(value) => json_object(&mut fields, "metadata", value, MAX_METADATA_BYTES),
+        None => Some(serde_json::json!({})),
+    };
     fields.finish()?;
     let (Some(code), Some(quantity), Some(produced_at), Some(status), Some(notes), Some(metadata)) =
         (code, quantity, produced_at, status, notes, metadata)
@@ -299,7 +317,8 @@ pub(crate) async fn list(
     path = "/v1/batches/{id}",
     tag = "batches",
     operation_id = "update_batch",
-    description = "Needs the member role.",
+    description = "Needs the member role. Fields left out keep their value; `notes: null` clears the notes, \
+        and `null` for any other field is refused (422 naming it).",
     params(("id" = Uuid, Path, description = "The batch's id")),
     request_body = UpdateBatch,
     responses(
@@ -307,7 +326,7 @@ pub(crate) async fn list(
         (status = 400, response = problems::BadRequest),
         (status = 403, response = problems::Forbidden),
         (status = 404, response = problems::NotFound),
-        (status = 409, response = problems::Conflict),
+        (status = 409, response = problems::BatchConflict),
         (status = 413, response = problems::PayloadTooLarge),
         (status = 422, response = problems::ValidationFailed),
     ),
@@ -322,14 +341,21 @@ pub(crate) async fn update(
     caller.require(Role::Member)?;
     let body = body.into_inner();
     let mut fields = Fields::default();
+    let product_id = fields.not_null("product_id", body.product_id);
+    let code = fields.not_null("code", body.code);
+    let quantity_value = fields.not_null("quantity", body.quantity);
+    let produced_at = fields.not_null("produced_at", body.produced_at);
+    let status = fields.not_null("status", body.status);
+    let metadata = fields.not_null("metadata", body.metadata);
     let changes = BatchChanges {
-        product_id: body.product_id,
-        code: body.code.as_deref().and_then(|raw| fields.take(BatchCode::parse(raw))),
-        quantity: body.quantity.as_ref().and_then(|value| quantity(&mut fields, value)),
-        produced_at: body.produced_at.as_deref().and_then(|raw| timestamp(&mut fields, "produced_at", raw)),
-        status: body.status.as_deref().and_then(|raw| fields.take(BatchStatus::parse(raw))),
-        notes: body.notes.as_deref().and_then(|raw| fields.take(Notes::parse(raw))),
-        metadata: body.metadata.and_then(|value| json_object(&mut fields, "metadata", value, MAX_METADATA_BYTES)),
+        product_id,
+        code: code.and_then(|raw| fields.take(BatchCode::parse(&raw))),
+        quantity: quantity_value.and_then(|value| quantity(&mut fields, &value)),
+        produced_at: produced_at.and_then(|raw| timestamp(&mut fields, "produced_at", &raw)),
+        status: status.and_then(|raw| fields.take(BatchStatus::parse(&raw))),
+        // `null` clears the notes, as `""` does.
+        notes: body.notes.and_then(|raw| fields.take(Notes::parse(raw.as_deref().unwrap_or_default()))),
+        metadata: metadata.and_then(|value| json_object(&mut fields, "metadata", value, MAX_METADATA_BYTES)),
     };
     fields.finish()?;
     let (org, id) = (caller.org.id, id.into_inner());

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use rand::RngCore;
 use stockflow_db::{DbError, PgConnection, api_tokens, organizations, users};
-use stockflow_domain::{ApiTokenSecret, Email, OrgSlug, ParseError, Role, TokenLifetime};
+use stockflow_domain::{ApiTokenSecret, Email, OrgSlug, ParseError, Role, TokenLifetime, TokenName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -46,12 +46,13 @@ pub struct TokenRequest {
 pub fn create_token(conn: &mut PgConnection, request: TokenRequest) -> Result<ApiTokenSecret, CommandError> {
     let slug = OrgSlug::parse(&request.org)?;
     let role = Role::parse(&request.role)?;
+    let name = TokenName::parse(&request.name)?;
     let lifetime = request.expires_in.as_deref().map(TokenLifetime::parse).transpose()?;
     use diesel::Connection;
     conn.transaction(|conn| {
         let org = organizations::find_or_create(conn, &slug)?;
         let email = default_email(request.email.as_deref(), role, &slug)?;
-        let (_, secret) = issue_token(conn, org.id, &email, role, &request.name, lifetime)?;
+        let (_, secret) = issue_token(conn, org.id, &email, role, &name, lifetime)?;
         Ok(secret)
     })
 }
@@ -74,7 +75,7 @@ pub fn issue_token(
     org_id: uuid::Uuid,
     email: &Email,
     role: Role,
-    name: &str,
+    name: &TokenName,
     lifetime: Option<TokenLifetime>,
 ) -> Result<(api_tokens::ApiToken, ApiTokenSecret), CommandError> {
     let user = users::find_or_create(conn, org_id, email, role)?;
@@ -85,7 +86,7 @@ pub fn issue_token(
     let expires_at = lifetime.map(|l| Utc::now() + l.as_duration());
     let token = api_tokens::insert(
         conn,
-        &api_tokens::NewApiToken { user_id: user.id, name, digest: secret.digest(), expires_at },
+        &api_tokens::NewApiToken { user_id: user.id, name: name.as_str(), digest: secret.digest(), expires_at },
     )?;
     Ok((token, secret))
 }

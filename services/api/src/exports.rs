@@ -158,16 +158,17 @@ pub(crate) struct CreateExport {
         `EXPORTS_MAX_ACTIVE_PER_ORG` exports (10 by default) queued or running at once; beyond that the \
         request is refused with 429 until one finishes.",
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters, \
-        unique per request you mean to make once")),
-    request_body = CreateExport,
+        spaces allowed inside, unique per request you mean to make once", pattern = r"^[ \t]*[!-~]([ -~]{0,253}[!-~])?[ \t]*$")),
+    request_body = crate::openapi::ExportRequest,
     responses(
         (status = 202, description = "Accepted: the export, queued (or as it is now, for a repeated key)",
             body = ExportView,
             headers(("Location" = String, description = "The export's path"))),
         (status = 400, response = problems::BadRequest),
         (status = 403, response = problems::Forbidden),
+        (status = 409, response = problems::IdempotencyKeyReused),
         (status = 413, response = problems::PayloadTooLarge),
-        (status = 422, response = problems::ExportRejected),
+        (status = 422, response = problems::ValidationFailed),
         (status = 429, response = problems::TooManyExports),
     ),
 )]
@@ -293,6 +294,7 @@ pub(crate) struct ListQuery {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(schema_with = crate::pagination::cursor_schema)]
     cursor: Option<String>,
 }
 

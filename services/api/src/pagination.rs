@@ -51,27 +51,42 @@ impl PageRequest {
     }
 }
 
-/// 8 bytes of microseconds and 16 of id, as hex: opaque to clients, and
-/// harmless to forge, since every query is scoped to the caller's org.
+/// The cursor's form, as the OpenAPI document states it: 16 hex digits of
+/// microseconds since PostgreSQL's earliest timestamp (4713 BC), at most
+/// `6fff...` (past year 250,000), then the 32 of the row's id. Any value of
+/// this form is a valid position, and nothing else is.
+pub(crate) const CURSOR_PATTERN: &str = "^[0-6][0-9a-f]{47}$";
+
+/// Opaque to clients, and harmless to forge, since every query is scoped
+/// to the caller's org.
 fn encode(after: &After) -> String {
-    let mut bytes = after.at.timestamp_micros().to_be_bytes().to_vec();
-    bytes.extend_from_slice(after.id.as_bytes());
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    // Every stored time is after 4713 BC, so the offset is never negative.
+    let offset = after.at.timestamp_micros().abs_diff(After::EARLIEST_MICROS);
+    format!("{offset:016x}{}", after.id.simple())
 }
 
 fn decode(raw: &str) -> Result<After, ApiError> {
-    let invalid = || ApiError::invalid("cursor", "not a cursor returned by this endpoint");
-    if raw.len() != 48 || !raw.is_ascii() {
+    let invalid = || ApiError::BadRequest("cursor: not a cursor returned by this endpoint".to_owned());
+    let well_formed = raw.len() == 48
+        && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && (b'0'..=b'6').contains(&raw.as_bytes()[0]);
+    if !well_formed {
         return Err(invalid());
     }
-    let bytes = (0..24)
-        .map(|i| u8::from_str_radix(&raw[2 * i..2 * i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .map_err(|_| invalid())?;
-    let micros = i64::from_be_bytes(bytes[..8].try_into().map_err(|_| invalid())?);
-    let at = DateTime::<Utc>::from_timestamp_micros(micros).ok_or_else(invalid)?;
-    let id = Uuid::from_slice(&bytes[8..]).map_err(|_| invalid())?;
-    Ok(After { at, id })
+    let (offset, id) = raw.split_at(16);
+    let offset = i64::from_str_radix(offset, 16).map_err(|_| invalid())?;
+    let at = After::EARLIEST_MICROS.checked_add(offset).and_then(DateTime::<Utc>::from_timestamp_micros);
+    let id = Uuid::try_parse(id).map_err(|_| invalid())?;
+    at.and_then(|at| After::new(at, id)).ok_or_else(invalid)
+}
+
+/// `cursor` in the document.
+pub(crate) fn cursor_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .pattern(Some(CURSOR_PATTERN))
+        .description(Some("The `next_cursor` of the previous page."))
+        .build()
 }
 
 #[cfg(test)]
@@ -80,10 +95,24 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_garbage_is_refused() {
-        let after = After { at: DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(), id: Uuid::new_v4() };
-        assert_eq!(decode(&encode(&after)).unwrap(), after);
-        for bad in ["", "zz", &"g".repeat(48), &"0".repeat(47)] {
-            assert!(matches!(decode(bad), Err(ApiError::Validation(_))), "{bad:?}");
+        for micros in [1_700_000_000_123_456, After::EARLIEST_MICROS, -1, 253_402_300_799_999_999] {
+            let after = After { at: DateTime::from_timestamp_micros(micros).unwrap(), id: Uuid::new_v4() };
+            let cursor = encode(&after);
+            assert!(cursor.len() == 48 && cursor.starts_with(['0', '1', '2', '3', '4', '5', '6']), "{cursor}");
+            assert_eq!(decode(&cursor).unwrap(), after);
+        }
+        let id = Uuid::nil().simple().to_string();
+        for bad in [
+            "".to_owned(),
+            "zz".to_owned(),
+            "g".repeat(48),
+            "0".repeat(47),
+            "0".repeat(49),
+            format!("7{}{id}", "0".repeat(15)),
+            format!("f{}{id}", "f".repeat(15)),
+            format!("0000000000000A00{id}"),
+        ] {
+            assert!(matches!(decode(&bad), Err(ApiError::BadRequest(_))), "{bad:?}");
         }
     }
 

@@ -21,8 +21,14 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{field} is already taken")]
     Conflict { field: &'static str },
+    /// A reference in the body to a record the organization does not have.
+    #[error("{field} refers to no record of this organization")]
+    MissingReference { field: &'static str },
     #[error("{0}")]
     InUse(String),
+    /// The user a token is asked for already exists with another role.
+    #[error("{0}")]
+    RoleMismatch(String),
     /// The record exists but cannot do this yet (an export still running).
     #[error("{0}")]
     NotReady(String),
@@ -40,8 +46,9 @@ pub enum ApiError {
     /// Malformed JSON, query string or path.
     #[error("{0}")]
     BadRequest(String),
-    #[error("this method is not allowed on this resource")]
-    MethodNotAllowed,
+    /// `allow` lists the methods the path serves, for the `Allow` header.
+    #[error("this method is not allowed on this resource; it serves {allow}")]
+    MethodNotAllowed { allow: String },
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error(
@@ -59,19 +66,21 @@ pub enum ApiError {
 /// Every `code` with its status and title, for the OpenAPI document. The
 /// test below matches `ApiError` without a wildcard, so a new variant stops
 /// it compiling until it is added there, and then fails it until listed here.
-pub(crate) const CODES: [(&str, u16, &str); 17] = [
+pub(crate) const CODES: [(&str, u16, &str); 19] = [
     ("bad_request", 400, "Malformed request"),
     ("unauthorized", 401, "Authentication required"),
     ("forbidden", 403, "Not allowed"),
     ("not_found", 404, "Not found"),
     ("method_not_allowed", 405, "Method not allowed"),
     ("conflict", 409, "Already exists"),
+    ("idempotency_key_reused", 409, "Idempotency key reused"),
     ("in_use", 409, "Still in use"),
+    ("missing_reference", 409, "No such record"),
     ("not_ready", 409, "Not ready"),
+    ("role_mismatch", 409, "Role mismatch"),
     ("expired", 410, "Expired"),
     ("payload_too_large", 413, "Request too large"),
     ("unsupported_media_type", 415, "Unsupported file type"),
-    ("idempotency_key_reused", 422, "Idempotency key reused"),
     ("validation_failed", 422, "Invalid request"),
     ("too_many_exports", 429, "Too many exports"),
     ("internal_error", 500, "Internal server error"),
@@ -121,7 +130,8 @@ pub(crate) struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     errors: Option<&'a [FieldError]>,
-    /// `conflict` only: the field whose value is taken.
+    /// `conflict` and `missing_reference` only: the field whose value is
+    /// taken, or refers to nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false, example = "sku")]
     field: Option<&'a str>,
@@ -136,13 +146,15 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::Validation(_) => "validation_failed",
             Self::Conflict { .. } => "conflict",
+            Self::MissingReference { .. } => "missing_reference",
             Self::InUse(_) => "in_use",
             Self::NotReady(_) => "not_ready",
+            Self::RoleMismatch(_) => "role_mismatch",
             Self::Gone(_) => "expired",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::TooManyExports(_) => "too_many_exports",
             Self::BadRequest(_) => "bad_request",
-            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedType => "unsupported_media_type",
             Self::Storage(_) => "storage_unavailable",
@@ -158,13 +170,15 @@ impl ApiError {
             Self::NotFound(_) => "Not found",
             Self::Validation(_) => "Invalid request",
             Self::Conflict { .. } => "Already exists",
+            Self::MissingReference { .. } => "No such record",
             Self::InUse(_) => "Still in use",
             Self::NotReady(_) => "Not ready",
+            Self::RoleMismatch(_) => "Role mismatch",
             Self::Gone(_) => "Expired",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::TooManyExports(_) => "Too many exports",
             Self::BadRequest(_) => "Malformed request",
-            Self::MethodNotAllowed => "Method not allowed",
+            Self::MethodNotAllowed { .. } => "Method not allowed",
             Self::PayloadTooLarge(_) => "Request too large",
             Self::UnsupportedType => "Unsupported file type",
             Self::Storage(_) => "Storage unavailable",
@@ -196,7 +210,7 @@ impl From<WriteError> for ApiError {
         match error {
             WriteError::Taken { field } => Self::Conflict { field },
             WriteError::InUse(_) => Self::InUse("it is still referenced by other records".to_owned()),
-            WriteError::MissingReference(_) => Self::invalid("body", "refers to a record that does not exist"),
+            WriteError::MissingReference(_) => Self::MissingReference { field: "body" },
             WriteError::Query(error) => error.into(),
         }
     }
@@ -209,12 +223,16 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Conflict { .. } | Self::InUse(_) | Self::NotReady(_) => StatusCode::CONFLICT,
+            Self::Conflict { .. }
+            | Self::MissingReference { .. }
+            | Self::InUse(_)
+            | Self::NotReady(_)
+            | Self::RoleMismatch(_)
+            | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
-            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyExports(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Storage(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -238,7 +256,7 @@ impl ResponseError for ApiError {
                 _ => None,
             },
             field: match self {
-                Self::Conflict { field } => Some(field),
+                Self::Conflict { field } | Self::MissingReference { field } => Some(field),
                 _ => None,
             },
         };
@@ -246,6 +264,9 @@ impl ResponseError for ApiError {
         response.content_type("application/problem+json");
         if let Self::Unauthorized(_) = self {
             response.insert_header(("WWW-Authenticate", r#"Bearer realm="stockflow", error="invalid_token""#));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            response.insert_header((actix_web::http::header::ALLOW, allow.as_str()));
         }
         if let Self::Unavailable(_) | Self::Storage(_) = self {
             response.insert_header(("Retry-After", "5"));
@@ -272,13 +293,15 @@ mod tests {
             ApiError::NotFound("product"),
             ApiError::invalid("sku", "bad"),
             ApiError::Conflict { field: "sku" },
+            ApiError::MissingReference { field: "product_id" },
             ApiError::InUse("referenced".to_owned()),
             ApiError::NotReady("running".to_owned()),
+            ApiError::RoleMismatch("admin".to_owned()),
             ApiError::Gone("expired".to_owned()),
             ApiError::IdempotencyKeyReused,
             ApiError::TooManyExports(10),
             ApiError::BadRequest("bad".to_owned()),
-            ApiError::MethodNotAllowed,
+            ApiError::MethodNotAllowed { allow: "GET".to_owned() },
             ApiError::PayloadTooLarge("big".to_owned()),
             ApiError::UnsupportedType,
             ApiError::Storage(storage()),
@@ -292,13 +315,15 @@ mod tests {
                 | ApiError::NotFound(_)
                 | ApiError::Validation(_)
                 | ApiError::Conflict { .. }
+                | ApiError::MissingReference { .. }
                 | ApiError::InUse(_)
                 | ApiError::NotReady(_)
+                | ApiError::RoleMismatch(_)
                 | ApiError::Gone(_)
                 | ApiError::IdempotencyKeyReused
                 | ApiError::TooManyExports(_)
                 | ApiError::BadRequest(_)
-                | ApiError::MethodNotAllowed
+                | ApiError::MethodNotAllowed { .. }
                 | ApiError::PayloadTooLarge(_)
                 | ApiError::UnsupportedType
                 | ApiError::Storage(_)

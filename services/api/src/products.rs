@@ -5,14 +5,14 @@ use crate::openapi::problems;
 use crate::pagination::{Page, PageRequest};
 use crate::problem::ApiError;
 use crate::routes::Endpoint;
-use crate::validation::{Fields, json_object};
+use crate::validation::{Fields, distinguish_null, json_object};
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stockflow_db::Database;
 use stockflow_db::page::After;
 use stockflow_db::products::{self, NewProduct, Product, ProductChanges};
-use stockflow_domain::{ProductFilters, ProductName, Role, Sku, SkuPrefix, Unit};
+use stockflow_domain::{NameSearch, ProductFilters, ProductName, Role, Sku, SkuPrefix, Unit};
 use uuid::Uuid;
 
 /// Serialized size limit of `custom_fields`.
@@ -61,31 +61,35 @@ impl From<Product> for ProductView {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateProduct {
-    /// 1 to 64 letters, digits, `.`, `_`, `/` or `-`, starting with a letter
-    /// or digit; unique in the organization.
-    #[schema(example = "FL-00")]
+    #[schema(schema_with = crate::openapi::sku)]
     sku: String,
-    /// 1 to 200 characters, trimmed.
-    #[schema(example = "Rye flour")]
+    #[schema(schema_with = crate::openapi::product_name)]
     name: String,
-    /// 1 to 32 characters.
-    #[schema(example = "kg")]
+    #[schema(schema_with = crate::openapi::unit)]
     unit: String,
-    /// `{}` when left out.
-    #[serde(default)]
-    #[schema(schema_with = crate::openapi::json_object)]
-    custom_fields: Option<serde_json::Value>,
+    /// `{}` when left out; never null.
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::json_object, required = false)]
+    custom_fields: Option<Option<serde_json::Value>>,
 }
 
 /// Fields left out stay as they are; `custom_fields` is replaced whole.
+/// No field may be null (422 naming it).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateProduct {
-    sku: Option<String>,
-    name: Option<String>,
-    unit: Option<String>,
-    #[schema(schema_with = crate::openapi::json_object)]
-    custom_fields: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::sku, required = false)]
+    sku: Option<Option<String>>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::product_name, required = false)]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::unit, required = false)]
+    unit: Option<Option<String>>,
+    #[serde(default, deserialize_with = "distinguish_null")]
+    #[schema(schema_with = crate::openapi::json_object, required = false)]
+    custom_fields: Option<Option<serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -95,10 +99,13 @@ pub(crate) struct ListQuery {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(schema_with = crate::pagination::cursor_schema)]
     cursor: Option<String>,
     /// Only SKUs starting with this.
+    #[param(schema_with = crate::openapi::sku_prefix)]
     sku_prefix: Option<String>,
-    /// Only names containing this, case-insensitively; at most 200 characters.
+    /// Only names containing this, case-insensitively; blank searches nothing.
+    #[param(schema_with = crate::openapi::name_search)]
     q: Option<String>,
 }
 
@@ -131,12 +138,10 @@ pub(crate) async fn create(
     let sku = fields.take(Sku::parse(&body.sku));
     let name = fields.take(ProductName::parse(&body.name));
     let unit = fields.take(Unit::parse(&body.unit));
-    let custom_fields = json_object(
-        &mut fields,
-        "custom_fields",
-        body.custom_fields.unwrap_or_else(|| serde_json::json!({})),
-        MAX_CUSTOM_FIELDS_BYTES,
-    );
+    let custom_fields = match fields.not_null("custom_fields", body.custom_fields) {
+        Some(value) => json_object(&mut fields, "custom_fields", value, MAX_CUSTOM_FIELDS_BYTES),
+        None => Some(serde_json::json!({})),
+    };
     fields.finish()?;
     let (Some(sku), Some(name), Some(unit), Some(custom_fields)) = (sku, name, unit, custom_fields) else {
         return Err(ApiError::invalid("body", "invalid fields"));
@@ -211,22 +216,16 @@ pub(crate) fn parse_filters(
     q: Option<&str>,
 ) -> ProductFilters {
     let sku_prefix = sku_prefix.and_then(|raw| fields.take_in(prefix, SkuPrefix::parse(raw)));
-    let q = q.map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned);
-    if q.as_ref().is_some_and(|q| q.chars().count() > MAX_NAME_SEARCH) {
-        fields.push(&format!("{prefix}q"), "at most 200 characters");
-    }
+    let q = q.and_then(|raw| fields.take_in(prefix, NameSearch::parse(raw))).flatten();
     ProductFilters { sku_prefix, q }
 }
-
-/// Longest name search, in characters.
-const MAX_NAME_SEARCH: usize = 200;
 
 #[utoipa::path(
     patch,
     path = "/v1/products/{id}",
     tag = "products",
     operation_id = "update_product",
-    description = "Needs the member role.",
+    description = "Needs the member role. Fields left out keep their value; `null` is refused for every field (422 naming it).",
     params(("id" = Uuid, Path, description = "The product's id")),
     request_body = UpdateProduct,
     responses(
@@ -249,12 +248,15 @@ pub(crate) async fn update(
     caller.require(Role::Member)?;
     let body = body.into_inner();
     let mut fields = Fields::default();
+    let sku = fields.not_null("sku", body.sku);
+    let name = fields.not_null("name", body.name);
+    let unit = fields.not_null("unit", body.unit);
+    let custom_fields = fields.not_null("custom_fields", body.custom_fields);
     let changes = ProductChanges {
-        sku: body.sku.as_deref().and_then(|raw| fields.take(Sku::parse(raw))),
-        name: body.name.as_deref().and_then(|raw| fields.take(ProductName::parse(raw))),
-        unit: body.unit.as_deref().and_then(|raw| fields.take(Unit::parse(raw))),
-        custom_fields: body
-            .custom_fields
+        sku: sku.and_then(|raw| fields.take(Sku::parse(&raw))),
+        name: name.and_then(|raw| fields.take(ProductName::parse(&raw))),
+        unit: unit.and_then(|raw| fields.take(Unit::parse(&raw))),
+        custom_fields: custom_fields
             .and_then(|value| json_object(&mut fields, "custom_fields", value, MAX_CUSTOM_FIELDS_BYTES)),
     };
     fields.finish()?;

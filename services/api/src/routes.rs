@@ -81,16 +81,27 @@ fn table() -> Vec<Endpoint> {
     table
 }
 
-/// One resource per path, so a method the path lacks answers 405, not 404.
+/// One resource per path, so a method the path lacks answers 405, not 404,
+/// with the `Allow` header RFC 9110 requires: the methods the path serves.
 #[expect(clippy::disallowed_methods, reason = "the one place routes are registered")]
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     for endpoint in table() {
+        let allow = allow(&endpoint);
         let resource = endpoint
             .routes
             .into_iter()
             .fold(web::resource(endpoint.path), |resource, (_, route)| resource.route(route));
-        cfg.service(resource.default_service(web::to(method_not_allowed)));
+        let refuse = move || {
+            let allow = allow.clone();
+            async move { HttpResponse::from_error(ApiError::MethodNotAllowed { allow }) }
+        };
+        cfg.service(resource.default_service(web::to(refuse)));
     }
+}
+
+/// `GET, PATCH, DELETE`: the methods of `endpoint`, in the table's order.
+fn allow(endpoint: &Endpoint) -> String {
+    endpoint.routes.iter().map(|(method, _)| method.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// Every method and path the api serves, from the table it is mounted from.
@@ -99,11 +110,6 @@ pub fn served() -> Vec<(Method, &'static str)> {
         .into_iter()
         .flat_map(|endpoint| endpoint.routes.into_iter().map(move |(method, _)| (method, endpoint.path)))
         .collect()
-}
-
-/// A known path with a method it does not serve.
-pub(crate) async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
 }
 
 /// Any path no route serves.

@@ -44,7 +44,7 @@ impl Application {
         );
         let relay = web::Data::new(relay);
         // One registry for all workers, so a scrape sees every request.
-        let metrics = web::Data::new(Metrics::default());
+        let metrics = web::Data::new(Metrics::new());
         let exports = web::Data::new(settings.exports);
         let bind = settings.api.bind;
         let server = HttpServer::new(move || {

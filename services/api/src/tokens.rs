@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use stockflow_db::api_tokens::{self, ApiToken};
 use stockflow_db::users::User;
 use stockflow_db::{Database, DbError};
-use stockflow_domain::{OrgSlug, Role, TokenLifetime};
+use stockflow_domain::{OrgSlug, Role, TokenLifetime, TokenName};
 use uuid::Uuid;
 
 pub(crate) fn endpoints() -> [Endpoint; 2] {
@@ -73,17 +73,14 @@ pub(crate) struct TokenList {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateToken {
-    /// 1 to 100 characters, no control characters.
-    #[schema(example = "ci")]
+    #[schema(schema_with = crate::openapi::token_name)]
     name: String,
     /// The role of the user the token acts as.
     #[schema(schema_with = crate::openapi::role)]
     role: String,
-    /// The user to issue for, created if new; without it, the organization's
-    /// user for that role.
+    #[schema(schema_with = crate::openapi::email, required = false)]
     email: Option<String>,
-    /// Such as 30d, 12h or 90m; without it the token does not expire.
-    #[schema(example = "30d")]
+    #[schema(schema_with = crate::openapi::expires_in, required = false)]
     expires_in: Option<String>,
 }
 
@@ -99,6 +96,7 @@ pub(crate) struct CreateToken {
             headers(("Location" = String, description = "The token's path"))),
         (status = 400, response = problems::BadRequest),
         (status = 403, response = problems::Forbidden),
+        (status = 409, response = problems::RoleMismatch),
         (status = 413, response = problems::PayloadTooLarge),
         (status = 422, response = problems::ValidationFailed),
     ),
@@ -112,17 +110,16 @@ pub(crate) async fn create(
     caller.require(Role::Admin)?;
     let body = body.into_inner();
     let mut fields = Fields::default();
-    let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        fields.push("name", "1 to 100 characters, no control characters");
-    }
+    let name = fields.take(TokenName::parse(&body.name));
     let role = fields.take(Role::parse(&body.role));
     let lifetime = body.expires_in.as_deref().and_then(|raw| fields.take(TokenLifetime::parse(raw)));
     let slug =
         OrgSlug::parse(&caller.org.slug).map_err(|_| ApiError::invalid("org", "the organization's slug is invalid"))?;
     let email = role.and_then(|role| fields.take(commands::default_email(body.email.as_deref(), role, &slug)));
     fields.finish()?;
-    let (Some(role), Some(email)) = (role, email) else { return Err(ApiError::invalid("body", "invalid fields")) };
+    let (Some(name), Some(role), Some(email)) = (name, role, email) else {
+        return Err(ApiError::invalid("body", "invalid fields"));
+    };
     let org = caller.org.id;
     let (token, secret, user) = database
         .run(move |conn| {
@@ -145,7 +142,7 @@ pub(crate) async fn create(
 fn issue_error(error: CommandError) -> ApiError {
     match error {
         CommandError::RoleMismatch { existing, .. } => {
-            ApiError::invalid("role", format!("this user already has the role {existing}"))
+            ApiError::RoleMismatch(format!("this user already has the role {existing}"))
         }
         CommandError::Invalid(error) => ApiError::Validation(vec![error.into()]),
         CommandError::Database(error) => error.into(),

@@ -2,6 +2,8 @@
 //! `errors[]` of one 422 problem.
 
 use crate::problem::{ApiError, FieldError};
+use serde::{Deserialize, Deserializer};
+use stockflow_domain::JsonObject;
 
 /// Collects every field's error, so a client fixes them all in one go.
 #[derive(Default)]
@@ -21,6 +23,19 @@ impl Fields {
         self.0.push(FieldError::new(field, message));
     }
 
+    /// The value of a PATCH field that cannot be null: `None` when left
+    /// out, an error naming `field` when sent as `null`.
+    pub(crate) fn not_null<T>(&mut self, field: &str, value: Option<Option<T>>) -> Option<T> {
+        match value {
+            Some(None) => {
+                self.push(field, "must not be null; leave the field out to keep its value");
+                None
+            }
+            Some(Some(value)) => Some(value),
+            None => None,
+        }
+    }
+
     /// Errors so far, to tell whether a step added any.
     pub(crate) fn len(&self) -> usize {
         self.0.len()
@@ -31,20 +46,22 @@ impl Fields {
     }
 }
 
-/// A JSON object of bounded size, for `custom_fields` and `metadata`.
+/// For `#[serde(default, deserialize_with = "distinguish_null")]`: tells a field left
+/// out (`None`) from one sent as `null` (`Some(None)`), which serde's plain
+/// `Option` cannot.
+pub(crate) fn distinguish_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A JSON object of bounded size without NUL characters, for
+/// `custom_fields` and `metadata`.
 pub(crate) fn json_object(
     fields: &mut Fields,
-    name: &str,
+    name: &'static str,
     value: serde_json::Value,
     max: usize,
 ) -> Option<serde_json::Value> {
-    if !value.is_object() {
-        fields.push(name, "must be a JSON object");
-        return None;
-    }
-    if serde_json::to_vec(&value).map_or(usize::MAX, |bytes| bytes.len()) > max {
-        fields.push(name, format!("must be at most {} KiB as JSON", max / 1024));
-        return None;
-    }
-    Some(value)
+    fields.take(JsonObject::parse(name, value, max)).map(JsonObject::into_value)
 }

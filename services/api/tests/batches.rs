@@ -82,9 +82,9 @@ async fn invalid_batches_get_field_errors_and_codes_conflict_per_org() {
     let (status, problem) =
         call(&app, &member, Method::POST, "/v1/batches", Some(batch(&theirs, "B-2", "2026-11-20T08:00:00Z"))).await;
     assert_eq!(
-        (status, problem["errors"][0]["field"].as_str()),
-        (422, Some("product_id")),
-        "another org's product does not exist here"
+        (status, problem["code"].as_str(), problem["field"].as_str()),
+        (409, Some("missing_reference"), Some("product_id")),
+        "another org's product does not exist here: {problem}"
     );
 }
 
@@ -160,5 +160,55 @@ async fn lists_page_by_production_time_and_filter() {
 
     for bad in ["/v1/batches?status=done", "/v1/batches?product_id=x", "/v1/batches?produced_from=monday"] {
         assert_eq!(call(&app, &member, Method::GET, bad, None).await.0, 422, "{bad}");
+    }
+}
+
+/// `notes` is the one field a PATCH may set to null, which clears it; null
+/// for any other field is a 422 naming it, and nothing changes.
+#[tokio::test]
+async fn null_clears_notes_and_is_refused_for_every_other_field() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    let flour = product(&app, &member, "FL").await;
+    let mut body = batch(&flour, "B-1", "2026-11-20T08:00:00Z");
+    body["notes"] = json!("keep me");
+    let (_, created) = call(&app, &member, Method::POST, "/v1/batches", Some(body)).await;
+    let path = format!("/v1/batches/{}", created["id"].as_str().unwrap());
+    for field in ["product_id", "code", "quantity", "produced_at", "status", "metadata"] {
+        let (status, problem) = call(&app, &member, Method::PATCH, &path, Some(json!({field: null}))).await;
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some(field)), "{problem}");
+    }
+    assert_eq!(call(&app, &member, Method::GET, &path, None).await.1, created, "nothing changed");
+
+    let (status, patched) = call(&app, &member, Method::PATCH, &path, Some(json!({"notes": null}))).await;
+    assert_eq!((status, patched["notes"].as_str()), (200, Some("")), "{patched}");
+    assert_eq!(patched["code"], "B-1");
+
+    for field in ["status", "metadata"] {
+        let mut body = batch(&flour, "B-2", "2026-11-20T08:00:00Z");
+        body[field] = Value::Null;
+        let (status, problem) = call(&app, &member, Method::POST, "/v1/batches", Some(body)).await;
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some(field)), "{problem}");
+    }
+    let mut body = batch(&flour, "B-2", "2026-11-20T08:00:00Z");
+    body["notes"] = Value::Null;
+    let (status, created) = call(&app, &member, Method::POST, "/v1/batches", Some(body)).await;
+    assert_eq!((status, created["notes"].as_str()), (201, Some("")), "null notes are no notes: {created}");
+}
+
+#[tokio::test]
+async fn nul_characters_in_metadata_or_notes_are_field_errors() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    let flour = product(&app, &member, "FL").await;
+    for (field, value) in [
+        ("metadata", json!({"\u{0}": 1})),
+        ("metadata", json!({"oven": ["hot", {"x": "a\u{0}"}]})),
+        ("notes", json!("a\u{0}b")),
+    ] {
+        let mut body = batch(&flour, "B-1", "2026-11-20T08:00:00Z");
+        body[field] = value.clone();
+        let (status, problem) = call(&app, &member, Method::POST, "/v1/batches", Some(body)).await;
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some(field)), "{value}: {problem}");
     }
 }

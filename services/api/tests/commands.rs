@@ -88,11 +88,14 @@ fn token_create_reuses_the_organization_and_honours_expiry() {
 #[test]
 fn token_create_rejects_bad_input_without_writing() {
     let env = ProcessEnv::new();
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 7] = [
         &["--org", "Bad Slug", "--role", "admin"],
         &["--org", "demo", "--role", "root"],
         &["--org", "demo", "--role", "admin", "--expires-in", "forever"],
+        &["--org", "demo", "--role", "admin", "--expires-in", "1é"],
+        &["--org", "demo", "--role", "admin", "--expires-in", "€"],
         &["--org", "demo", "--role", "admin", "--email", "not-an-email"],
+        &["--org", "demo", "--role", "admin", "--name", "a\u{1b}[2Jb"],
     ];
     for args in cases {
         let output = env.run(BINARY, &[&["token", "create"], args].concat());

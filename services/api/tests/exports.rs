@@ -86,7 +86,7 @@ async fn a_request_made_while_the_broker_is_down_is_published_when_it_returns() 
     let member = token(&app, "acme", "member");
     app.wait_for_readyz(200, Duration::from_secs(10)).await;
     app.broker_proxy.sever();
-    app.wait_for_readyz(503, Duration::from_secs(15)).await;
+    app.wait_until_down("broker", Duration::from_secs(15)).await;
     let (status, export, _) = post(&app, &member, json!({"kind": "products", "format": "jsonl"}), None).await;
     assert_eq!(status, 202, "accepted with the broker down: {export}");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -109,7 +109,7 @@ async fn an_idempotency_key_returns_the_same_export_and_refuses_another_body() {
     assert_eq!(first["id"], again["id"], "the same export");
     let other = json!({"kind": "batches", "format": "csv"});
     let (status, problem, _) = post(&app, &member, other, Some("report-2026-11")).await;
-    assert_eq!((status, problem["code"].as_str()), (422, Some("idempotency_key_reused")), "{problem}");
+    assert_eq!((status, problem["code"].as_str()), (409, Some("idempotency_key_reused")), "{problem}");
     // Keys are per organization.
     let theirs = token(&app, "globex", "member");
     let (status, their_export, _) =
@@ -147,6 +147,13 @@ async fn bad_requests_name_every_bad_field_and_viewers_cannot_export() {
     let body = json!({"kind": "products", "format": "csv", "filters": {"status": "completed"}});
     let (status, problem) = call(&app, &member, Method::POST, "/v1/exports", Some(body)).await;
     assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("filters.status")), "{problem}");
+
+    // PostgreSQL refuses NUL in text: a field error, not a 500 from the worker or the insert.
+    for q in ["\u{0}", "rye\u{0}", &"q".repeat(201)] {
+        let body = json!({"kind": "products", "format": "csv", "filters": {"q": q}});
+        let (status, problem) = call(&app, &member, Method::POST, "/v1/exports", Some(body)).await;
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("filters.q")), "{problem}");
+    }
 
     let viewer = token(&app, "acme", "viewer");
     let body = json!({"kind": "products", "format": "csv"});

@@ -125,12 +125,19 @@ async fn the_running_app_answers_exactly_the_documented_methods() {
         }
     }
     for (path, item) in doc["paths"].as_object().unwrap() {
-        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
-            if item.get(method.to_lowercase()).is_some() {
+        let served: BTreeSet<String> =
+            schema::METHODS.iter().filter(|m| item.get(**m).is_some()).map(|m| m.to_uppercase()).collect();
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "TRACE", "OPTIONS"] {
+            if served.contains(method) {
                 continue;
             }
+            let at = format!("{method} {path}");
             let (status, problem) = call(&app, "sf_none", method.parse().unwrap(), &concrete(path), None).await;
-            assert_eq!((status, problem["code"].as_str()), (405, Some("method_not_allowed")), "{method} {path}");
+            assert_eq!((status, problem["code"].as_str()), (405, Some("method_not_allowed")), "{at}");
+            let response = app.http.request(method.parse().unwrap(), app.url(&concrete(path))).send().await.unwrap();
+            let allow = response.headers().get("allow").unwrap_or_else(|| panic!("{at}: 405 without Allow"));
+            let allowed: BTreeSet<String> = allow.to_str().unwrap().split(',').map(|m| m.trim().to_owned()).collect();
+            assert_eq!(allowed, served, "{at}: Allow lists exactly the documented methods");
         }
     }
 }
@@ -291,4 +298,23 @@ async fn real_answers_fit_the_documented_schemas() {
     let seen: BTreeSet<u16> =
         check.seen.iter().filter(|(_, path, _)| path != "/readyz").map(|(_, _, status)| *status).collect();
     assert_eq!(seen, BTreeSet::from([200, 201, 204, 403, 404, 409, 422]), "{:?}", check.seen);
+}
+
+/// Each download is documented with the types it really serves: what an
+/// upload can be sniffed as, and each export format's type.
+#[tokio::test]
+async fn downloads_document_the_types_they_serve() {
+    let app = spawn_app().await;
+    let doc = document(&app).await;
+    let exports = ["application/jsonl; charset=utf-8", "text/csv; charset=utf-8"];
+    for (path, expected) in [
+        ("/v1/attachments/{id}/content", stockflow_domain::SNIFFABLE.to_vec()),
+        ("/v1/exports/{id}/content", exports.to_vec()),
+    ] {
+        for status in ["200", "206"] {
+            let content = doc["paths"][path]["get"]["responses"][status]["content"].as_object().unwrap();
+            let documented: BTreeSet<&str> = content.keys().map(String::as_str).collect();
+            assert_eq!(documented, expected.iter().copied().collect(), "{path} {status}");
+        }
+    }
 }

@@ -180,12 +180,88 @@ async fn lists_page_newest_first_and_filter_by_sku_prefix_and_name() {
     let (_, page) = call(&app, &member, Method::GET, "/v1/products?q=50%25_", None).await;
     assert_eq!(skus(&page), ["OT-5", "FL-3", "FL-1"], "LIKE wildcards in q match literally");
 
-    for bad in
-        ["/v1/products?limit=0", "/v1/products?limit=201", "/v1/products?cursor=zz", "/v1/products?sku_prefix=%25"]
-    {
+    for bad in ["/v1/products?limit=0", "/v1/products?limit=201", "/v1/products?sku_prefix=%25"] {
         let (status, problem) = call(&app, &member, Method::GET, bad, None).await;
         assert_eq!((status, problem["code"].as_str()), (422, Some("validation_failed")), "{bad}");
     }
+}
+
+/// Any cursor of the documented form is a position a list can start from,
+/// down to PostgreSQL's earliest timestamp; anything else, such as a time
+/// before it (a forged cursor of the old form), is a 400, never a 500.
+#[tokio::test]
+async fn forged_cursors_are_bad_requests_and_documented_ones_all_work() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    call(&app, &member, Method::POST, "/v1/products", Some(flour())).await;
+    let id = "0".repeat(32);
+    for path in ["/v1/products", "/v1/batches", "/v1/exports"] {
+        for good in
+            [format!("{}{id}", "0".repeat(16)), format!("6{}{id}", "f".repeat(15)), format!("{}{id}", "3".repeat(16))]
+        {
+            let (status, page) = call(&app, &member, Method::GET, &format!("{path}?cursor={good}"), None).await;
+            assert_eq!(status, 200, "{path} {good}: {page}");
+        }
+        // 10,000 BC as microseconds since 1970, the form cursors had before.
+        let before_postgres = format!("{:016x}{id}", -377_705_116_800_000_000_i64);
+        for bad in [before_postgres, format!("7{}{id}", "0".repeat(15)), "".to_owned(), "zz".to_owned(), id.clone()] {
+            let (status, problem) = call(&app, &member, Method::GET, &format!("{path}?cursor={bad}"), None).await;
+            assert_eq!((status, problem["code"].as_str()), (400, Some("bad_request")), "{path} {bad:?}: {problem}");
+        }
+    }
+}
+
+/// PostgreSQL cannot store NUL in text or jsonb: every way it can arrive is
+/// a 422 naming the field, never a 500.
+#[tokio::test]
+async fn nul_characters_are_field_errors_wherever_they_come() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    for custom_fields in [json!({"a\u{0}": 1}), json!({"a": "x\u{0}"}), json!({"a": [{"b": {"c": ["\u{0}"]}}]})] {
+        let mut body = flour();
+        body["custom_fields"] = custom_fields.clone();
+        let (status, problem) = call(&app, &member, Method::POST, "/v1/products", Some(body)).await;
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("custom_fields")), "{custom_fields}");
+    }
+    let (status, created) = call(&app, &member, Method::POST, "/v1/products", Some(flour())).await;
+    assert_eq!(status, 201);
+    let path = format!("/v1/products/{}", created["id"].as_str().unwrap());
+    let patch = json!({"custom_fields": {"deep": {"\u{0}": true}}});
+    let (status, problem) = call(&app, &member, Method::PATCH, &path, Some(patch)).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("custom_fields")), "{problem}");
+    for name in ["Rye\u{0}", "\u{0}"] {
+        let (status, problem) = call(&app, &member, Method::PATCH, &path, Some(json!({"name": name}))).await;
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("name")), "{problem}");
+    }
+    let (status, problem) = call(&app, &member, Method::GET, "/v1/products?q=%00", None).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("q")), "{problem}");
+    let (status, problem) = call(&app, &member, Method::GET, "/v1/products?q=rye%00", None).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("q")), "{problem}");
+}
+
+/// In a PATCH a field left out keeps its value; `null` would say "no
+/// value", which no product field may have: 422 naming each such field.
+#[tokio::test]
+async fn null_is_refused_for_every_product_field() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    let (_, created) = call(&app, &member, Method::POST, "/v1/products", Some(flour())).await;
+    let path = format!("/v1/products/{}", created["id"].as_str().unwrap());
+    for field in ["sku", "name", "unit", "custom_fields"] {
+        let (status, problem) = call(&app, &member, Method::PATCH, &path, Some(json!({field: null}))).await;
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some(field)), "{problem}");
+    }
+    let all_null = json!({"sku": null, "name": null, "unit": null, "custom_fields": null});
+    let (status, problem) = call(&app, &member, Method::PATCH, &path, Some(all_null)).await;
+    assert_eq!((status, problem["errors"].as_array().map(Vec::len)), (422, Some(4)), "{problem}");
+    let (_, unchanged) = call(&app, &member, Method::GET, &path, None).await;
+    assert_eq!(unchanged, created, "nothing changed");
+
+    let mut body = flour();
+    body["sku"] = json!("FL-01");
+    body["custom_fields"] = Value::Null;
+    let (status, problem) = call(&app, &member, Method::POST, "/v1/products", Some(body)).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("custom_fields")), "{problem}");
 }
 
 #[tokio::test]
@@ -196,4 +272,13 @@ async fn unknown_routes_and_wrong_methods_are_problems() {
     assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
     let (status, problem) = call(&app, &member, Method::PUT, "/v1/products", None).await;
     assert_eq!((status, problem["code"].as_str()), (405, Some("method_not_allowed")));
+    for (method, path, allow) in [
+        (Method::TRACE, "/v1/products", "GET, POST"),
+        (Method::PUT, "/v1/products/00000000-0000-0000-0000-000000000000", "GET, PATCH, DELETE"),
+        (Method::POST, "/healthz", "GET"),
+    ] {
+        let response = app.http.request(method.clone(), app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+    }
 }

@@ -88,3 +88,55 @@ async fn last_use_is_recorded_without_a_write_per_request() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(last_used(), Some(first), "uses within a minute do not write again");
 }
+
+/// An `expires_in` ending in a multi-byte character once panicked and
+/// dropped the connection; every bad value is a 422 on its field.
+#[tokio::test]
+async fn bad_lifetimes_and_names_are_field_errors_not_dropped_connections() {
+    let app = spawn_app().await;
+    let admin = token(&app, "acme", "admin");
+    for expires_in in ["1é", "€", "é", "1😀", "0d", "+1d", "30s"] {
+        let body = json!({"name": "ci", "role": "viewer", "expires_in": expires_in});
+        let (status, problem) = call(&app, &admin, Method::POST, "/v1/tokens", Some(body)).await;
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("expires_in")), "{expires_in}");
+    }
+    for name in ["", "  ", "ci\u{0}", "c\u{1b}[31mi", "\u{85}"] {
+        let body = json!({"name": name, "role": "viewer"});
+        let (status, problem) = call(&app, &admin, Method::POST, "/v1/tokens", Some(body)).await;
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (422, Some("name")), "{name:?}");
+    }
+    let tokens: i64 = api_tokens::table.count().get_result(&mut app.database.connect()).unwrap();
+    assert_eq!(tokens, 1, "only the admin's own token");
+}
+
+/// A well-formed request the organization's records refuse is a conflict
+/// with them (409), not an invalid field.
+#[tokio::test]
+async fn a_token_for_a_user_with_another_role_is_a_conflict() {
+    let app = spawn_app().await;
+    let admin = token(&app, "acme", "admin");
+    let body = json!({"name": "ci", "role": "member", "email": "ann@example.com"});
+    assert_eq!(call(&app, &admin, Method::POST, "/v1/tokens", Some(body)).await.0, 201);
+    let body = json!({"name": "ci", "role": "viewer", "email": "ann@example.com"});
+    let (status, problem) = call(&app, &admin, Method::POST, "/v1/tokens", Some(body)).await;
+    assert_eq!((status, problem["code"].as_str()), (409, Some("role_mismatch")), "{problem}");
+}
+
+/// Emails are matched as the database's unique index compares them: a
+/// user whose address lowercases differently in Rust and in PostgreSQL
+/// (`İ`) was created, then not found again (500).
+#[tokio::test]
+async fn users_are_found_by_email_as_the_database_compares_them() {
+    let app = spawn_app().await;
+    let admin = token(&app, "acme", "admin");
+    let mut users = Vec::new();
+    for email in ["İnci@Örnek.com", "İnci@Örnek.com", "Ünal.ı@example.com"] {
+        let body = json!({"name": "ci", "role": "member", "email": email});
+        let (status, issued) = call(&app, &admin, Method::POST, "/v1/tokens", Some(body)).await;
+        assert_eq!((status, issued["email"].as_str()), (201, Some(email)), "{issued}");
+        let (_, me) = call(&app, issued["token"].as_str().unwrap(), Method::GET, "/v1/me", None).await;
+        users.push(me["user"]["id"].clone());
+    }
+    assert_eq!(users[0], users[1], "the same user both times");
+    assert_ne!(users[0], users[2]);
+}

@@ -1,6 +1,7 @@
 //! stockflow-backup: Takes, verifies, prunes and restores database and media backups.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use stockflow_config::{
     BackupStorageSettings, BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, StorageSettings,
     TelemetrySettings,
@@ -47,7 +48,14 @@ impl Application {
             .with_media_store(&settings.storage)?
             .with_backup_store(&settings.backup_storage)?;
         let readiness = connections.readiness();
-        Ok(Self { service: BackgroundService::start(settings.health.bind, connections, readiness, None)? })
+        Ok(Self {
+            service: BackgroundService::start(
+                settings.health.bind,
+                connections,
+                readiness,
+                Arc::new(stockflow_telemetry::metrics::registry("backup")),
+            )?,
+        })
     }
 
     /// Where `/healthz` and `/readyz` listen (port 0 in tests picks a free one).

@@ -30,7 +30,20 @@ async fn stops_cleanly_when_told() {
 
 #[test]
 fn bad_configuration_stops_with_exit_code_2() {
-    contract::config_errors(BINARY, &[(HEALTH_BIND_VAR, Some("port-8001"))]);
+    contract::config_errors(
+        BINARY,
+        &[
+            (HEALTH_BIND_VAR, Some("port-8001")),
+            ("DB_BACKUP_CRON", Some("every night")),
+            ("MEDIA_BACKUP_CRON", Some("0 0 30 2 *")),
+            ("CLEANUP_UPLOADS_INTERVAL_HOURS", Some("5")),
+            ("EXPORT_EXPIRY_CRON", Some("* * * *")),
+            ("STORAGE_RECONCILE_CRON", Some("0 0 0 1 1 * 2030")),
+            ("SCHEDULER_TIMEZONE", Some("Mars/Olympus")),
+            ("SCHEDULER_TICK_MS", Some("0")),
+            ("SCHEDULER_LEASE_SECS", Some("1")),
+        ],
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod ping;
 mod turns;
 
 use futures_util::future::BoxFuture;
+use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::sync::Arc;
@@ -112,7 +113,8 @@ impl Application {
             source: stockflow_storage::StorageError::Unavailable("no media store was opened".to_owned()),
         })?;
         let publisher = Arc::new(Publisher::new(connections.broker.clone()));
-        let metrics = Arc::new(JobMetrics::default());
+        let mut registry = stockflow_telemetry::metrics::registry("worker");
+        let metrics = Arc::new(JobMetrics::register(&mut registry));
         let jobs = &settings.jobs;
         let exports = Consumer::new(EXPORTS)
             .route(exports::ExportHandler {
@@ -136,8 +138,8 @@ impl Application {
             shutdown,
         );
         let readiness = connections.readiness().with(exports.check()).with(maintenance.check());
-        let source = Arc::new(WorkerMetrics { jobs: metrics, broker: connections.broker.clone() });
-        let service = BackgroundService::start(settings.health.bind, connections, readiness, Some(source))?
+        let source = Arc::new(WorkerMetrics { registry, jobs: metrics, broker: connections.broker.clone() });
+        let service = BackgroundService::start(settings.health.bind, connections, readiness, source)?
             .finish_before_close(exports.stopped())
             .finish_before_close(maintenance.stopped());
         Ok(Self { service })
@@ -155,20 +157,21 @@ impl Application {
 }
 
 struct WorkerMetrics {
+    registry: Registry,
     jobs: Arc<JobMetrics>,
     broker: Broker,
 }
 
 impl MetricsSource for WorkerMetrics {
-    fn render(&self) -> BoxFuture<'_, String> {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn refresh(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let mut out = String::with_capacity(4096);
-            self.jobs.render(&mut out);
-            let depths = tokio::time::timeout(Duration::from_secs(2), stockflow_queue::queue_depths(&self.broker))
-                .await
-                .unwrap_or_default();
-            stockflow_queue::render_queue_depths(&depths, &mut out);
-            out
+            // A broker that does not answer must not hang the scrape.
+            let read = self.jobs.refresh_queue_depths(&self.broker);
+            let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
         })
     }
 }

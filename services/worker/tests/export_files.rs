@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stockflow_db::PgConnection;
 use stockflow_db::exports;
-use stockflow_domain::{BatchFilters, BatchStatus, ExportFilters, ExportFormat, ProductFilters, SkuPrefix};
+use stockflow_domain::{BatchFilters, BatchStatus, ExportFilters, ExportFormat, NameSearch, ProductFilters, SkuPrefix};
 use stockflow_testkit::{TestApp, TestDatabase};
 use uuid::Uuid;
 
@@ -99,7 +99,7 @@ fn every_filter_combination(tenant: &Tenant) -> Vec<ExportFilters> {
     for mask in 0..4u8 {
         combinations.push(ExportFilters::Products(ProductFilters {
             sku_prefix: (mask & 1 != 0).then(|| SkuPrefix::parse("A_").unwrap()),
-            q: (mask & 2 != 0).then(|| AWKWARD_Q.to_owned()),
+            q: (mask & 2 != 0).then(|| NameSearch::parse(AWKWARD_Q).unwrap().unwrap()),
         }));
     }
     combinations
@@ -250,7 +250,8 @@ async fn every_combination_of_filters_writes_the_bytes_earlier_builds_wrote() {
         );
     }
     // The name filter's quote, `%`, `_` and backslash are matched literally.
-    let by_name = ExportFilters::Products(ProductFilters { sku_prefix: None, q: Some(AWKWARD_Q.to_owned()) });
+    let by_name =
+        ExportFilters::Products(ProductFilters { sku_prefix: None, q: NameSearch::parse(AWKWARD_Q).unwrap() });
     let (id, _, _) =
         requested.iter().find(|(_, format, filters)| *format == ExportFormat::Jsonl && *filters == by_name).unwrap();
     let file = file_of(&root, &row(&app, &tenant, *id));

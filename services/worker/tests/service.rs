@@ -53,3 +53,13 @@ fn bad_configuration_stops_with_exit_code_2() {
 async fn sigterm_stops_the_process_within_10s() {
     contract::stops_on_sigterm(BINARY, HEALTH_BIND_VAR).await;
 }
+
+#[tokio::test]
+async fn a_consumer_cut_off_with_its_connection_says_the_broker_is_gone() {
+    let app = spawn_app().await;
+    contract::healthy_and_ready(&app).await;
+    app.broker_proxy.sever();
+    let body = app.wait_until_down("consumer_exports", std::time::Duration::from_secs(10)).await;
+    let detail = body["checks"]["consumer_exports"].as_str().unwrap();
+    assert!(detail.contains("the broker connection was lost"), "{body}");
+}

@@ -330,7 +330,7 @@ impl RowCounter {
 mod tests {
     use super::*;
     use chrono::{DateTime, Utc};
-    use stockflow_domain::{BatchFilters, BatchStatus, ProductFilters, SkuPrefix};
+    use stockflow_domain::{BatchFilters, BatchStatus, NameSearch, ProductFilters, SkuPrefix};
 
     #[test]
     fn a_csv_row_is_one_read_whatever_lines_its_fields_hold_and_the_header_is_not_a_row() {
@@ -384,7 +384,8 @@ mod tests {
         assert!(full.sql.contains("AND b.produced_at >= %L::timestamptz AND b.produced_at < %L::timestamptz"));
 
         let text = "50%_o'k\\";
-        let filters = ProductFilters { sku_prefix: Some(SkuPrefix::parse("A_").unwrap()), q: Some(text.to_owned()) };
+        let filters =
+            ProductFilters { sku_prefix: Some(SkuPrefix::parse("A_").unwrap()), q: NameSearch::parse(text).unwrap() };
         let products = Template::of(org, ExportFormat::Csv, &ExportFilters::Products(filters));
         assert_eq!(products.values, [org.to_string(), "A\\_%".to_owned(), "%50\\%\\_o'k\\\\%".to_owned()]);
         assert!(!products.sql.contains(text) && !products.sql.contains("o'k"), "user text stays out of the SQL");

@@ -24,6 +24,7 @@ use uuid::Uuid;
         ("Range" = Option<String>, Header, description = "One `bytes=` range: `a-b`, `a-` or `-n`; others are ignored"),
     ),
     responses(
+        // The content types are those uploads are sniffed as, set by `openapi::DownloadTypes`.
         (status = 200, description = "The whole file, with the attachment's content type",
             content_type = "application/octet-stream", body = inline(crate::openapi::Binary),
             headers(

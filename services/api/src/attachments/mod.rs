@@ -79,6 +79,7 @@ pub(crate) struct ListQuery {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(schema_with = crate::pagination::cursor_schema)]
     cursor: Option<String>,
 }
 

@@ -15,6 +15,8 @@ use stockflow_db::{Database, DbError, batches};
 use stockflow_domain::{DisplayFilename, Role, SNIFF_BYTES, sniff};
 use stockflow_storage::{ByteStream, Key, PutMode, StorageError};
 use tokio::sync::mpsc;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use uuid::Uuid;
 
 /// Chunks in flight between the request and the storage put: enough to keep
@@ -31,14 +33,27 @@ enum Message {
 
 /// The multipart body, as the OpenAPI document describes it; the handler
 /// reads it field by field instead, so nothing is buffered whole.
-#[derive(utoipa::ToSchema)]
-#[expect(dead_code, reason = "only describes the body")]
-pub(crate) struct UploadForm {
-    /// The file. Its type is sniffed from its first bytes; its part's
-    /// filename is kept for display only. Other fields are ignored.
-    #[schema(value_type = String, format = Binary)]
-    file: Vec<u8>,
+pub(crate) struct UploadForm;
+
+impl utoipa::PartialSchema for UploadForm {
+    fn schema() -> RefOr<Schema> {
+        let file = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some(
+                "The file. Its type is sniffed from its first bytes; its part's filename is kept for display only.",
+            ));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("file", file)
+            .required("file")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .description(Some("Only the field `file`: any other is refused (422 naming it)."))
+            .into()
+    }
 }
+
+impl utoipa::ToSchema for UploadForm {}
 
 #[utoipa::path(
     post,
@@ -74,13 +89,11 @@ pub(crate) async fn upload(
     if !exists {
         return Err(ApiError::NotFound("batch"));
     }
-    let mut field = loop {
-        match multipart.next().await {
-            Some(Ok(field)) if field.name() == Some("file") => break field,
-            Some(Ok(_)) => continue,
-            Some(Err(error)) => return Err(ApiError::BadRequest(format!("the multipart body is malformed: {error}"))),
-            None => return Err(ApiError::invalid("file", "send the file as a multipart form field named \"file\"")),
-        }
+    let mut field = match multipart.next().await {
+        Some(Ok(field)) if field.name() == Some("file") => field,
+        Some(Ok(field)) => return Err(unknown_part(&field)),
+        Some(Err(error)) => return Err(malformed(&error)),
+        None => return Err(ApiError::invalid("file", "send the file as a multipart form field named \"file\"")),
     };
     let filename = DisplayFilename::sanitize(
         field.content_disposition().and_then(|disposition| disposition.get_filename()).unwrap_or_default(),
@@ -108,6 +121,7 @@ pub(crate) async fn upload(
     let mime = sniff(&head[..head.len().min(SNIFF_BYTES)], &filename)
         .filter(|mime| uploads.settings.allowed_types.allows(*mime))
         .ok_or(ApiError::UnsupportedType)?;
+    let filename = filename.for_type(mime);
 
     let id = Uuid::new_v4();
     let key = Key::attachment(org, id);
@@ -132,7 +146,15 @@ pub(crate) async fn upload(
     // The put runs as its own task, so it finishes (or cleans up) even when
     // this request is dropped midway.
     let store = tokio::spawn(store(uploads.clone(), database.clone(), key, id, receiver));
-    let streamed = forward(head.freeze(), (!ended).then_some(&mut field), &sender, max).await;
+    let streamed = match forward(head.freeze(), (!ended).then_some(&mut field), &sender, max).await {
+        Ok(()) => {
+            drop(field);
+            nothing_after_the_file(&mut multipart).await
+        }
+        interrupted => interrupted,
+    };
+    // Without `End` the put fails and keeps nothing: a body that turns out
+    // to be wrong after the file is never stored.
     if streamed.is_ok() {
         // Fails only if the put already ended (with an error it reports).
         let _ = sender.send(Message::End).await;
@@ -144,6 +166,7 @@ pub(crate) async fn upload(
         (Err(Interrupted::Client(error)), _) => {
             Err(ApiError::BadRequest(format!("the upload was interrupted: {error}")))
         }
+        (Err(Interrupted::Refused(error)), _) => Err(error),
         (Ok(()), Err(error)) => Err(error),
         (Ok(()), Ok(attachment)) => Ok(HttpResponse::Created()
             .insert_header(("Location", format!("/v1/attachments/{}", attachment.id)))
@@ -154,6 +177,30 @@ pub(crate) async fn upload(
 enum Interrupted {
     TooLarge,
     Client(actix_multipart::MultipartError),
+    /// The body goes on with another part after the file.
+    Refused(ApiError),
+}
+
+/// The body must hold the file and nothing else, as a JSON body may hold
+/// no unknown field: another part is a 422 naming it.
+async fn nothing_after_the_file(multipart: &mut Multipart) -> Result<(), Interrupted> {
+    match multipart.next().await {
+        None => Ok(()),
+        Some(Ok(field)) => Err(Interrupted::Refused(unknown_part(&field))),
+        Some(Err(error)) => Err(Interrupted::Refused(malformed(&error))),
+    }
+}
+
+fn unknown_part(field: &actix_multipart::Field) -> ApiError {
+    match field.name() {
+        Some("file") => ApiError::invalid("file", "send one file only"),
+        Some(name) => ApiError::invalid(name, "unknown field; send only the multipart field \"file\""),
+        None => ApiError::invalid("body", "a part without a name; send only the multipart field \"file\""),
+    }
+}
+
+fn malformed(error: &actix_multipart::MultipartError) -> ApiError {
+    ApiError::BadRequest(format!("the multipart body is malformed: {error}"))
 }
 
 /// Sends the body on to the put, counting bytes so the limit holds however
@@ -183,8 +230,9 @@ async fn forward(
     Ok(())
 }
 
-/// Puts the body, then marks the row stored; on any failure removes the
-/// pending row, since the put left no object.
+/// Puts the body, then marks the row stored. On any failure it removes the
+/// pending row, and the object too when the put had stored one, so a row
+/// update that fails leaves no orphan behind.
 async fn store(
     uploads: web::Data<Uploads>,
     database: web::Data<Database>,
@@ -195,11 +243,17 @@ async fn store(
     let put = uploads.storage.put(&key, body(receiver), PutMode::CreateNew).await;
     let outcome = match put {
         Ok(stored) => {
-            database
+            let marked = database
                 .run(move |conn| {
                     attachments::mark_stored(conn, id, stored.size, &stored.sha256).map_err(ApiError::from)
                 })
-                .await
+                .await;
+            if marked.is_err()
+                && let Err(error) = uploads.storage.delete(&key).await
+            {
+                tracing::warn!(attachment = %id, %key, %error, "cannot remove the object of a failed upload; the sweep will");
+            }
+            marked
         }
         Err(StorageError::Body(_)) => Err(ApiError::BadRequest("the upload did not complete".to_owned())),
         Err(error) => Err(ApiError::Storage(error)),

@@ -1,16 +1,14 @@
-//! A Prometheus registry of our own. The label sets are bounded (route
-//! patterns, a fixed list of methods, status codes), so one map behind a
-//! mutex is enough, and the `prometheus` crate with its protobuf and macro
-//! layers would cost more build time than these lines.
+//! The api's series, in a prometheus-client registry. The label sets are
+//! bounded: route patterns, a fixed list of methods, status codes.
 
 use actix_web::http::{Method, StatusCode};
-use std::collections::BTreeMap;
-use std::fmt::{self, Write};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 use std::time::Duration;
-
-/// Prometheus text exposition format 0.0.4.
-pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use stockflow_telemetry::MetricsSource;
 
 /// Upper bounds in seconds, from a cache-hot read to the 10 s a request may
 /// run before the graceful stop gives up on it.
@@ -20,14 +18,14 @@ const BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 
 /// token as a method, and each would otherwise be a new series.
 const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
 
-/// Every series the api exports. A new family (exports, say) is one more
-/// field, a method to update it and a paragraph in `render`.
-#[derive(Default)]
+/// Every series the api exports, and the registry that serves them.
 pub(crate) struct Metrics {
-    http: Mutex<BTreeMap<HttpLabels, Histogram>>,
+    registry: Registry,
+    requests: Family<HttpLabels, Counter>,
+    durations: Family<HttpLabels, Histogram>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub(crate) struct HttpLabels {
     method: &'static str,
     route: String,
@@ -42,87 +40,45 @@ impl HttpLabels {
     }
 }
 
-#[derive(Debug, Default)]
-struct Histogram {
-    /// Cumulative, as the exposition format wants them.
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    fn observe(&mut self, value: f64) {
-        for (bound, bucket) in BUCKETS.iter().zip(&mut self.buckets) {
-            if value <= *bound {
-                *bucket += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += value;
-    }
+fn duration_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = stockflow_telemetry::metrics::registry("api");
+        let requests = Family::<HttpLabels, Counter>::default();
+        let durations = Family::<HttpLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route pattern and status",
+            requests.clone(),
+        );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time until the response head was ready, by method, route pattern and status",
+            Unit::Seconds,
+            durations.clone(),
+        );
+        Self { registry, requests, durations }
+    }
+
     pub(crate) fn observe_request(&self, labels: HttpLabels, elapsed: Duration) {
-        lock(&self.http).entry(labels).or_default().observe(elapsed.as_secs_f64());
-    }
-
-    /// Every family in the text format, series sorted by their labels.
-    pub(crate) fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        // Writing to a String cannot fail.
-        let _ = self.write_http(&mut out);
-        out
-    }
-
-    fn write_http(&self, out: &mut String) -> fmt::Result {
-        let http = lock(&self.http);
-        let requests = "stockflow_http_requests_total";
-        writeln!(out, "# HELP {requests} HTTP requests answered, by method, route pattern and status.")?;
-        writeln!(out, "# TYPE {requests} counter")?;
-        for (labels, series) in http.iter() {
-            writeln!(out, "{requests}{{{}}} {}", labels.render(), series.count)?;
-        }
-        let duration = "stockflow_http_request_duration_seconds";
-        writeln!(
-            out,
-            "# HELP {duration} Time until the response head was ready, by method, route pattern and status."
-        )?;
-        writeln!(out, "# TYPE {duration} histogram")?;
-        for (labels, series) in http.iter() {
-            let labels = labels.render();
-            for (bound, bucket) in BUCKETS.iter().zip(series.buckets) {
-                writeln!(out, "{duration}_bucket{{{labels},le=\"{bound}\"}} {bucket}")?;
-            }
-            writeln!(out, "{duration}_bucket{{{labels},le=\"+Inf\"}} {}", series.count)?;
-            writeln!(out, "{duration}_sum{{{labels}}} {}", series.sum)?;
-            writeln!(out, "{duration}_count{{{labels}}} {}", series.count)?;
-        }
-        Ok(())
+        self.durations.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.requests.get_or_create(&labels).inc();
     }
 }
 
-impl HttpLabels {
-    fn render(&self) -> String {
-        format!(r#"method="{}",route="{}",status="{}""#, self.method, escape(&self.route), self.status)
+impl MetricsSource for Metrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
     }
-}
-
-/// Label values escape `\`, `"` and newlines; route patterns could hold the
-/// first two in a regex segment.
-fn escape(value: &str) -> String {
-    value.replace('\\', r"\\").replace('"', r#"\""#).replace('\n', r"\n")
-}
-
-/// A panic elsewhere while holding the lock leaves whole counters behind
-/// (each update is a few additions), so the data is still good to serve.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stockflow_telemetry::metrics::{Format, encode};
 
     fn labels(method: &str, route: &str, status: u16) -> HttpLabels {
         let method = Method::from_bytes(method.as_bytes()).expect("a method");
@@ -131,23 +87,24 @@ mod tests {
 
     #[test]
     fn renders_a_counter_and_a_cumulative_histogram_per_series() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new();
         let get = labels("GET", "/v1/products/{id}", 200);
         metrics.observe_request(get.clone(), Duration::from_millis(3));
         metrics.observe_request(get.clone(), Duration::from_millis(30));
         metrics.observe_request(get, Duration::from_secs(20));
-        let text = metrics.render();
+        let text = encode(&metrics.registry, Format::OpenMetrics);
 
         let series = r#"method="GET",route="/v1/products/{id}",status="200""#;
         for line in [
-            "# TYPE stockflow_http_requests_total counter".to_owned(),
+            "# TYPE stockflow_http_requests counter".to_owned(),
             format!("stockflow_http_requests_total{{{series}}} 3"),
             "# TYPE stockflow_http_request_duration_seconds histogram".to_owned(),
-            format!(r#"stockflow_http_request_duration_seconds_bucket{{{series},le="0.005"}} 1"#),
-            format!(r#"stockflow_http_request_duration_seconds_bucket{{{series},le="0.025"}} 1"#),
-            format!(r#"stockflow_http_request_duration_seconds_bucket{{{series},le="0.05"}} 2"#),
-            format!(r#"stockflow_http_request_duration_seconds_bucket{{{series},le="10"}} 2"#),
-            format!(r#"stockflow_http_request_duration_seconds_bucket{{{series},le="+Inf"}} 3"#),
+            "# UNIT stockflow_http_request_duration_seconds seconds".to_owned(),
+            format!(r#"stockflow_http_request_duration_seconds_bucket{{le="0.005",{series}}} 1"#),
+            format!(r#"stockflow_http_request_duration_seconds_bucket{{le="0.025",{series}}} 1"#),
+            format!(r#"stockflow_http_request_duration_seconds_bucket{{le="0.05",{series}}} 2"#),
+            format!(r#"stockflow_http_request_duration_seconds_bucket{{le="10.0",{series}}} 2"#),
+            format!(r#"stockflow_http_request_duration_seconds_bucket{{le="+Inf",{series}}} 3"#),
             format!("stockflow_http_request_duration_seconds_count{{{series}}} 3"),
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
@@ -162,16 +119,16 @@ mod tests {
 
     #[test]
     fn series_are_kept_apart_by_every_label_and_methods_are_bounded() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new();
         for (method, status) in [("GET", 200), ("GET", 404), ("POST", 200), ("BREW", 200), ("PROPFIND", 200)] {
             metrics.observe_request(labels(method, "/x", status), Duration::ZERO);
         }
-        let counters: Vec<String> = metrics
-            .render()
+        let mut counters: Vec<String> = encode(&metrics.registry, Format::Prometheus)
             .lines()
             .filter(|l| l.starts_with("stockflow_http_requests_total{"))
             .map(str::to_owned)
             .collect();
+        counters.sort();
         assert_eq!(
             counters,
             [
@@ -181,17 +138,5 @@ mod tests {
                 r#"stockflow_http_requests_total{method="other",route="/x",status="200"} 2"#,
             ]
         );
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape(r#"/a\"b"#), r#"/a\\\"b"#);
-        assert_eq!(escape("a\nb"), r"a\nb");
-    }
-
-    #[test]
-    fn an_empty_registry_still_declares_its_families() {
-        let text = Metrics::default().render();
-        assert_eq!(text.lines().filter(|l| l.starts_with("# ")).count(), 4, "{text}");
     }
 }

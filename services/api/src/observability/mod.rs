@@ -10,17 +10,21 @@ pub(crate) use metrics::Metrics;
 pub(crate) use middleware::observe;
 pub(crate) use request_id::RequestId;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 /// Like `/healthz` it needs no token: scrapers reach it on the internal
-/// network, not through the public proxy.
+/// network, not through the public proxy. OpenMetrics when the scraper's
+/// `Accept` names it (Prometheus does), the text format 0.0.4 otherwise.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
     operation_id = "metrics",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain; version=0.0.4", body = String)),
+    responses((status = 200, description = "Every series of the api", content(
+        (String = "text/plain; version=0.0.4; charset=utf-8"),
+        (String = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    ))),
 )]
-pub(crate) async fn scrape(metrics: web::Data<Metrics>) -> HttpResponse {
-    HttpResponse::Ok().content_type(metrics::CONTENT_TYPE).body(metrics.render())
+pub(crate) async fn scrape(metrics: web::Data<Metrics>, request: HttpRequest) -> HttpResponse {
+    stockflow_telemetry::metrics::respond(metrics.get_ref(), &request).await
 }

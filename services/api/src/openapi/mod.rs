@@ -4,13 +4,17 @@
 pub(crate) mod problems;
 mod schemas;
 
-pub(crate) use schemas::{Binary, batch_status, decimal_input, error_code, json_object, role};
+pub(crate) use schemas::{
+    Binary, ExportRequest, JsonValue, batch_code, batch_status, decimal_input, email, error_code, expires_in,
+    json_object, name_search, notes, notes_patch, product_name, role, sku, sku_prefix, token_name, unit,
+};
 
 use actix_web::HttpResponse;
 use std::sync::LazyLock;
+use stockflow_domain::{ExportFormat, SNIFFABLE};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
-use utoipa::{Modify, OpenApi, ToResponse};
+use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
+use utoipa::{Modify, OpenApi, PartialSchema, ToResponse};
 
 const DESCRIPTION: &str = "\
 Stock and production records of small manufacturers.
@@ -60,7 +64,7 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
         crate::exports::content,
     ),
     components(
-        schemas(crate::problem::Problem, crate::problem::FieldError),
+        schemas(crate::problem::Problem, crate::problem::FieldError, JsonValue, ExportRequest),
         responses(
             problems::BadRequest,
             problems::Unauthorized,
@@ -70,8 +74,10 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
             problems::Conflict,
             problems::InUse,
             problems::NotReady,
+            problems::RoleMismatch,
             problems::Expired,
-            problems::ExportRejected,
+            problems::IdempotencyKeyReused,
+            problems::BatchConflict,
             problems::TooManyExports,
             problems::PayloadTooLarge,
             problems::UnsupportedMediaType,
@@ -80,7 +86,7 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
             problems::ServiceUnavailable,
         ),
     ),
-    modifiers(&BearerOnV1),
+    modifiers(&BearerOnV1, &DownloadTypes),
     tags(
         (name = "products", description = "The catalog"),
         (name = "batches", description = "Production batches"),
@@ -134,6 +140,31 @@ impl Modify for BearerOnV1 {
                     ("503", problems::ServiceUnavailable::response().0),
                 ] {
                     responses.entry(status.to_owned()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+                }
+            }
+        }
+    }
+}
+
+/// The two downloads serve each file with its own type: an attachment with
+/// the type sniffed from its bytes (one of `SNIFFABLE`), an export with its
+/// format's. Their 200 and 206 list exactly those types, from the same
+/// lists the server uses.
+struct DownloadTypes;
+
+impl Modify for DownloadTypes {
+    fn modify(&self, document: &mut Document) {
+        let exports = [ExportFormat::Csv, ExportFormat::Jsonl].map(ExportFormat::content_type);
+        for (path, types) in
+            [("/v1/attachments/{id}/content", SNIFFABLE), ("/v1/exports/{id}/content", exports.as_slice())]
+        {
+            let Some(operation) = document.paths.paths.get_mut(path).and_then(|item| item.get.as_mut()) else {
+                continue;
+            };
+            for status in ["200", "206"] {
+                if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) {
+                    response.content =
+                        types.iter().map(|media| ((*media).to_owned(), Content::new(Some(Binary::schema())))).collect();
                 }
             }
         }

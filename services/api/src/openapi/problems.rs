@@ -45,15 +45,28 @@ problem!(
 );
 problem!(
     /// A known path with a method it does not serve.
-    MethodNotAllowed, 405, ["method_not_allowed"]
+    MethodNotAllowed, 405, ["method_not_allowed"],
+    "Allow": "The methods the path serves, such as `GET, PATCH, DELETE` (RFC 9110)."
 );
 problem!(
     /// A value unique per organization is taken; `field` names it.
     Conflict, 409, ["conflict"]
 );
 problem!(
+    /// A value unique per organization is taken (`conflict`), or `product_id` names no product of the organization (`missing_reference`); `field` names it.
+    BatchConflict, 409, ["conflict", "missing_reference"]
+);
+problem!(
+    /// The `Idempotency-Key` was used before with another request body.
+    IdempotencyKeyReused, 409, ["idempotency_key_reused"]
+);
+problem!(
     /// The record is still referenced by others and cannot be deleted.
     InUse, 409, ["in_use"]
+);
+problem!(
+    /// The user the token is for already exists with another role; ask for that role or another email.
+    RoleMismatch, 409, ["role_mismatch"]
 );
 problem!(
     /// The export has not succeeded (yet): it is queued, running or failed; `detail` says which.
@@ -62,10 +75,6 @@ problem!(
 problem!(
     /// The export's file was removed after `EXPORT_RETENTION_DAYS`; request a new export.
     Expired, 410, ["expired"]
-);
-problem!(
-    /// Invalid fields (`validation_failed`, `errors` lists them), or an `Idempotency-Key` already used with another body (`idempotency_key_reused`).
-    ExportRejected, 422, ["validation_failed", "idempotency_key_reused"]
 );
 problem!(
     /// The organization already has `EXPORTS_MAX_ACTIVE_PER_ORG` exports queued or running; retry after the delay.

@@ -2,7 +2,7 @@
 //! the way an operator makes them, and a request helper that checks every
 //! error is a well-formed problem.
 
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, clippy::expect_used, clippy::unwrap_used)]
 
 pub(crate) use reqwest::Method;
 pub(crate) use serde_json::{Value, json};

@@ -2,8 +2,9 @@
 //! JSON value fits one of its schemas. The checker knows only the keywords
 //! the document uses, and fails on any other, so a schema it cannot judge
 //! is never passed unseen. It checks types, enums, required and listed
-//! properties, items, `oneOf` and `allOf`; it ignores `format`, `pattern`,
-//! `minimum` and `maximum`.
+//! properties, items, `oneOf`, `anyOf`, `allOf` and string lengths; it
+//! ignores `format`, `pattern` (the domain's own tests hold patterns to the
+//! parsers), `minimum`, `maximum`, `exclusiveMaximum` and `multipleOf`.
 
 use serde_json::Value;
 
@@ -49,7 +50,7 @@ pub(crate) fn references(value: &Value, found: &mut Vec<String>) {
     }
 }
 
-const UNDERSTOOD: [&str; 24] = [
+const UNDERSTOOD: [&str; 29] = [
     "$ref",
     "type",
     "properties",
@@ -57,6 +58,7 @@ const UNDERSTOOD: [&str; 24] = [
     "items",
     "enum",
     "oneOf",
+    "anyOf",
     "allOf",
     "additionalProperties",
     "propertyNames",
@@ -74,6 +76,10 @@ const UNDERSTOOD: [&str; 24] = [
     "writeOnly",
     "contentMediaType",
     "deprecated",
+    "maxLength",
+    "minLength",
+    "exclusiveMaximum",
+    "multipleOf",
 ];
 
 /// Whether `value` fits `schema`. Stricter than JSON Schema in one way: an
@@ -117,6 +123,20 @@ pub(crate) fn fits(doc: &Value, schema: &Value, value: &Value, at: &str) -> Resu
         let matching = choices.iter().filter(|choice| fits(doc, choice, value, at).is_ok()).count();
         if matching != 1 {
             return Err(format!("{at}: {value} fits {matching} of the oneOf choices, not exactly one"));
+        }
+    }
+    if let Some(choices) = schema.get("anyOf").and_then(Value::as_array)
+        && !choices.iter().any(|choice| fits(doc, choice, value, at).is_ok())
+    {
+        return Err(format!("{at}: {value} fits none of the anyOf choices"));
+    }
+    if let Some(text) = value.as_str() {
+        let length = text.chars().count() as u64;
+        if schema.get("maxLength").and_then(Value::as_u64).is_some_and(|max| length > max) {
+            return Err(format!("{at}: {value} is longer than maxLength"));
+        }
+        if schema.get("minLength").and_then(Value::as_u64).is_some_and(|min| length < min) {
+            return Err(format!("{at}: {value} is shorter than minLength"));
         }
     }
     if let Some(types) = schema.get("type") {

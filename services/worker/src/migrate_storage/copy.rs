@@ -1,6 +1,7 @@
 //! Copying: each object streams from the source into the target, is read
 //! back and compared by sha256, and only then recorded as copied.
 
+use super::meter::Counter;
 use super::{Endpoint, Ledger, Meter, MigrateError, REPORT_SAMPLE};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
@@ -113,7 +114,8 @@ impl Copier<'_> {
         let copied = match Key::parse(&raw) {
             Ok(key) => {
                 let (source, target) = (self.source.store.as_ref(), self.target.store.as_ref());
-                copy_object(source, target, &key, self.meter.byte_counter()).await
+                let (written, verified) = self.meter.byte_counters();
+                copy_object(source, target, &key, written, verified).await
             }
             Err(error) => Err(CopyError::InvalidKey(error)),
         };
@@ -153,9 +155,9 @@ async fn copy_object(
     source: &dyn Storage,
     target: &dyn Storage,
     key: &Key,
-    progress: impl Fn(u64) + Send + Sync + 'static,
+    written: Counter,
+    verified: Counter,
 ) -> Result<Copied, CopyError> {
-    let progress = Arc::new(progress);
     let object = match source.get(key, None).await {
         Ok(object) => object,
         Err(StorageError::NotFound(_)) => return Err(CopyError::Vanished),
@@ -165,10 +167,10 @@ async fn copy_object(
     let body = object
         .body
         .inspect_ok({
-            let (digest, progress) = (Arc::clone(&digest), Arc::clone(&progress));
+            let digest = Arc::clone(&digest);
             move |chunk| {
                 digest.lock().unwrap_or_else(PoisonError::into_inner).update(chunk);
-                progress(chunk.len() as u64);
+                written(chunk.len() as u64);
             }
         })
         .boxed();
@@ -182,7 +184,7 @@ async fn copy_object(
     check(&sent, stored.size, stored.sha256)?;
 
     let readback = target.get(key, None).await.map_err(CopyError::ReadBack)?;
-    let held = digest_of(readback.body, progress.as_ref())
+    let held = digest_of(readback.body, verified.as_ref())
         .await
         .map_err(|error| CopyError::ReadBack(StorageError::Body(error)))?;
     check(&sent, held.size, held.sha256)?;

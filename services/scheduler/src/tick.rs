@@ -1,0 +1,166 @@
+//! One tick of the leader: in one transaction on the leader's own session,
+//! claim the due schedules (`FOR UPDATE SKIP LOCKED`), record their runs,
+//! write their jobs to the outbox and advance `next_run_at`. The clock is
+//! the database's `now()`. The transaction first checks that this session
+//! still holds the leader lock; a session that died cannot commit at all.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::{Connection, PgConnection};
+use std::collections::HashMap;
+use stockflow_db::outbox::RawJob;
+use stockflow_db::schedule_runs::{self, NewRun};
+use stockflow_db::schedules::{self, Advance, ScheduleRow};
+use stockflow_domain::{
+    BackupDatabase, BackupMedia, CleanupUploads, Decision, Envelope, ExpireExports, Firing, Job, Ping,
+    ReconcileStorage, RunOutcome, RunTrigger,
+};
+use uuid::Uuid;
+
+/// Schedules claimed per transaction.
+pub const BATCH: i64 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error("this session no longer holds the leader lock")]
+    NotLeader,
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+}
+
+/// What one transaction did, for metrics and logs.
+#[derive(Debug, Default)]
+pub struct TickReport {
+    pub claimed: usize,
+    /// Job ids written to the outbox.
+    pub jobs: Vec<Uuid>,
+    /// Runs fired, by metric label (a system schedule's name, or `org`).
+    pub fired: HashMap<String, u64>,
+    /// Slots recorded as skipped (overlap), by label.
+    pub skipped: HashMap<String, u64>,
+    /// Schedules that found missed slots, by label.
+    pub misfired: HashMap<String, u64>,
+    /// Schedules paused because they cannot fire.
+    pub broken: usize,
+}
+
+/// The label a schedule's series carry: system schedules by name, every
+/// organization schedule as `org`, so the number of series stays bounded.
+pub fn label(row: &ScheduleRow) -> String {
+    if row.is_system() { row.name.clone() } else { "org".to_owned() }
+}
+
+/// One transaction's worth of due schedules; call again while `claimed`
+/// equals [`BATCH`].
+pub fn tick(conn: &mut PgConnection, grace: Duration) -> Result<TickReport, TickError> {
+    conn.transaction(|conn| {
+        if !schedules::holds_lead(conn)? {
+            return Err(TickError::NotLeader);
+        }
+        let now = schedules::now(conn)?;
+        let due = schedules::claim_due(conn, now, BATCH)?;
+        let mut report = TickReport { claimed: due.len(), ..TickReport::default() };
+        if due.is_empty() {
+            return Ok(report);
+        }
+        let ids: Vec<Uuid> = due.iter().map(|row| row.id).collect();
+        schedule_runs::mark_lost(conn, &ids, now)?;
+        let open = schedule_runs::with_open_runs(conn, &ids)?;
+
+        let mut runs = Vec::new();
+        let mut jobs: HashMap<Uuid, RawJob> = HashMap::new();
+        let mut moves = Vec::with_capacity(due.len());
+        for row in &due {
+            let timing = match row.timing() {
+                Ok(timing) => timing,
+                Err(error) => {
+                    broken(conn, row, &error.to_string(), &mut report)?;
+                    continue;
+                }
+            };
+            let firing = Firing {
+                id: row.id,
+                timing: &timing,
+                misfire: row.misfire(),
+                overlap: row.overlap(),
+                catchup: row.catchup(),
+                jitter: row.jitter(),
+            };
+            let plan = firing.plan(row.next_run_at, now, open.contains(&row.id), grace);
+            let Some(next_run_at) = plan.next_run_at else {
+                broken(conn, row, "the pattern has no further slot", &mut report)?;
+                continue;
+            };
+            let label = label(row);
+            if plan.misfired {
+                *report.misfired.entry(label.clone()).or_default() += 1;
+            }
+            let mut last_status = None;
+            for (slot, decision) in plan.slots {
+                match decision {
+                    Decision::Fire => match message(row, slot, now) {
+                        Ok(job) => {
+                            let run = NewRun::sent(row.id, slot, RunTrigger::Scheduled, job.id, now);
+                            jobs.insert(run.id, job);
+                            runs.push(run);
+                            *report.fired.entry(label.clone()).or_default() += 1;
+                            last_status = Some(RunOutcome::Enqueued.as_str());
+                        }
+                        Err(reason) => {
+                            broken(conn, row, &reason, &mut report)?;
+                            last_status = None;
+                            break;
+                        }
+                    },
+                    Decision::SkipOverlap => {
+                        runs.push(NewRun::skipped(row.id, slot, now));
+                        *report.skipped.entry(label.clone()).or_default() += 1;
+                        last_status = last_status.or(Some(RunOutcome::Skipped.as_str()));
+                    }
+                }
+            }
+            moves.push(Advance { id: row.id, next_run_at, last_run_at: last_status.map(|_| now), last_status });
+        }
+        // A slot already recorded (which only a buggy replica could cause)
+        // keeps its first run, and its job is not sent again.
+        let written = schedule_runs::insert_many(conn, &runs)?;
+        let jobs: Vec<RawJob> = jobs.into_iter().filter(|(run, _)| written.contains(run)).map(|(_, job)| job).collect();
+        stockflow_db::outbox::insert_raw(conn, &jobs)?;
+        schedules::advance(conn, &moves)?;
+        report.jobs = jobs.into_iter().map(|job| job.id).collect();
+        Ok(report)
+    })
+}
+
+fn broken(conn: &mut PgConnection, row: &ScheduleRow, reason: &str, report: &mut TickReport) -> Result<(), TickError> {
+    tracing::error!(schedule = %row.name, id = %row.id, reason, "schedule paused: it cannot fire");
+    schedules::pause_broken(conn, row.id, reason)?;
+    report.broken += 1;
+    Ok(())
+}
+
+/// The job of one slot: the schedule's payload read as the message type
+/// its routing key names (so it is exactly what `proto/` describes), in an
+/// envelope whose correlation id names the schedule and the slot.
+pub fn message(row: &ScheduleRow, slot: DateTime<Utc>, now: DateTime<Utc>) -> Result<RawJob, String> {
+    let correlation = format!("schedule:{}:{}", row.id, slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    let payload = &row.payload;
+    let message = match row.routing_key.as_str() {
+        BackupDatabase::TYPE => envelope::<BackupDatabase>(payload, correlation, now),
+        BackupMedia::TYPE => envelope::<BackupMedia>(payload, correlation, now),
+        CleanupUploads::TYPE => envelope::<CleanupUploads>(payload, correlation, now),
+        ExpireExports::TYPE => envelope::<ExpireExports>(payload, correlation, now),
+        ReconcileStorage::TYPE => envelope::<ReconcileStorage>(payload, correlation, now),
+        Ping::TYPE => envelope::<Ping>(payload, correlation, now),
+        other => Err(format!("no job of type {other:?} can be scheduled")),
+    }?;
+    Ok(message)
+}
+
+fn envelope<P: Job>(payload: &serde_json::Value, correlation: String, now: DateTime<Utc>) -> Result<RawJob, String> {
+    let payload: P = serde_json::from_value(payload.clone())
+        .map_err(|error| format!("the payload is not a valid {}: {error}", P::TYPE))?;
+    let mut envelope = Envelope::new(payload, correlation);
+    envelope.occurred_at = now;
+    let message = serde_json::to_value(&envelope).map_err(|error| error.to_string())?;
+    Ok(RawJob { id: envelope.id, routing_key: P::TYPE.to_owned(), message })
+}
