@@ -2,7 +2,9 @@
 //! so backups can sit on another disk or bucket than what they protect.
 
 use crate::{ConfigError, Env, FromEnvValue, Secret};
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The media store: `STORAGE_BACKEND` and that backend's variables.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,12 @@ pub struct S3Settings {
     /// Bodies are uploaded in parts of this size, so a put holds at most one
     /// part in memory.
     pub part_size: PartSize,
+    /// Longest wait for the first byte of an answer, counted from the start
+    /// of the request, so it includes sending the body (one part at most).
+    pub read_timeout: Duration,
+    /// Longest time one call may take, retries included: a store that
+    /// accepts connections but never answers fails a put within this.
+    pub operation_timeout: Duration,
     pub access_key_id: String,
     pub secret_access_key: Secret<String>,
     pub session_token: Option<Secret<String>>,
@@ -131,10 +139,24 @@ fn s3_from_env(env: &Env, names: &BackendVars) -> Result<S3Settings, ConfigError
         public_endpoint: env.optional(&var("PUBLIC_ENDPOINT"))?,
         force_path_style: env.or(&var("FORCE_PATH_STYLE"), false)?,
         part_size: env.or(&var("PART_SIZE_BYTES"), PartSize::DEFAULT)?,
+        read_timeout: seconds(env, &var("READ_TIMEOUT_SECS"), S3Settings::DEFAULT_READ_TIMEOUT)?,
+        operation_timeout: seconds(env, &var("OPERATION_TIMEOUT_SECS"), S3Settings::DEFAULT_OPERATION_TIMEOUT)?,
         access_key_id: env.required::<AccessKeyId>(&key_var)?.0,
         secret_access_key: env.required::<SecretKey>(&secret_var)?.0,
         session_token: env.optional::<SecretKey>(&token_var)?.map(|token| token.0),
     })
+}
+
+impl S3Settings {
+    /// Time to send an 8 MiB part at 300 KB/s and hear back.
+    pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Room for the SDK's three attempts of a call that times out reading.
+    pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+}
+
+fn seconds(env: &Env, var: &str, default: Duration) -> Result<Duration, ConfigError> {
+    let default = NonZeroU64::new(default.as_secs()).unwrap_or(NonZeroU64::MIN);
+    Ok(Duration::from_secs(env.or::<NonZeroU64>(var, default)?.get()))
 }
 
 /// An S3 bucket name as S3 accepts it: 3 to 63 lowercase letters, digits,
@@ -328,6 +350,8 @@ mod tests {
         assert_eq!(s3.region, "us-east-1");
         assert_eq!((&s3.endpoint, &s3.public_endpoint, s3.force_path_style), (&None, &None, false));
         assert_eq!(s3.part_size, PartSize::DEFAULT);
+        assert_eq!(s3.read_timeout, Duration::from_secs(30));
+        assert_eq!(s3.operation_timeout, Duration::from_secs(120));
         assert_eq!(s3.access_key_id, "AKIA1");
         assert_eq!(s3.secret_access_key.expose(), "hunter2-secret");
         assert!(s3.session_token.is_none());
@@ -342,6 +366,8 @@ mod tests {
             .with("S3_PUBLIC_ENDPOINT", "https://files.example.com")
             .with("S3_FORCE_PATH_STYLE", "true")
             .with("S3_PART_SIZE_BYTES", "16777216")
+            .with("S3_READ_TIMEOUT_SECS", "5")
+            .with("S3_OPERATION_TIMEOUT_SECS", "20")
             .with("AWS_SESSION_TOKEN", "tok");
         let StorageBackendKind::S3(s3) = StorageSettings::from_env(&env).unwrap().backend else { panic!("not s3") };
         assert_eq!(s3.region, "eu-central-1");
@@ -349,6 +375,7 @@ mod tests {
         assert_eq!(s3.public_endpoint.unwrap().as_str(), "https://files.example.com");
         assert!(s3.force_path_style);
         assert_eq!(s3.part_size.bytes(), 16 * 1024 * 1024);
+        assert_eq!((s3.read_timeout, s3.operation_timeout), (Duration::from_secs(5), Duration::from_secs(20)));
         assert_eq!(s3.session_token.unwrap().expose(), "tok");
     }
 
@@ -420,6 +447,10 @@ mod tests {
             err(s3_env().with("S3_PART_SIZE_BYTES", "1048576"))
                 .starts_with("S3_PART_SIZE_BYTES: expected a byte count")
         );
+        assert!(
+            err(s3_env().with("S3_READ_TIMEOUT_SECS", "0")).starts_with("S3_READ_TIMEOUT_SECS: expected a positive")
+        );
+        assert!(err(s3_env().with("S3_OPERATION_TIMEOUT_SECS", "1m")).starts_with("S3_OPERATION_TIMEOUT_SECS: "));
         assert!(err(s3_env().without("AWS_ACCESS_KEY_ID")).starts_with("AWS_ACCESS_KEY_ID: required"));
         assert!(err(s3_env().without("AWS_SECRET_ACCESS_KEY")).starts_with("AWS_SECRET_ACCESS_KEY: required"));
         let line = err(s3_env().with("AWS_SECRET_ACCESS_KEY", "has space"));

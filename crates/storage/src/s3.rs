@@ -86,7 +86,13 @@ fn config(settings: &S3Settings, endpoint: Option<&str>) -> aws_sdk_s3::Config {
         .region(Region::new(settings.region.clone()))
         .credentials_provider(credentials)
         .force_path_style(settings.force_path_style)
-        .timeout_config(TimeoutConfig::builder().connect_timeout(CONNECT_TIMEOUT).build())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(settings.read_timeout)
+                .operation_timeout(settings.operation_timeout)
+                .build(),
+        )
         // We hash every body with sha256 ourselves; the SDK's default CRC
         // trailers (aws-chunked bodies) are refused by several S3-compatible
         // stores.

@@ -87,3 +87,41 @@ async fn a_store_that_is_down_fails_its_health_check() {
     let error = storage.health_check().await.expect_err("health check passed with the server gone");
     assert!(error.to_string().contains("health check"), "{error}");
 }
+
+#[tokio::test]
+async fn a_store_that_accepts_connections_but_never_answers_fails_the_put_within_the_timeouts() {
+    // Takes every connection and holds it, reading nothing, answering nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        loop {
+            let (connection, _) = listener.accept().await.unwrap();
+            connections.push(connection);
+        }
+    });
+    let env = Env::from_pairs([
+        ("STORAGE_BACKEND", "s3"),
+        ("S3_BUCKET", "media"),
+        ("S3_ENDPOINT", endpoint.as_str()),
+        ("S3_FORCE_PATH_STYLE", "true"),
+        ("S3_READ_TIMEOUT_SECS", "1"),
+        ("S3_OPERATION_TIMEOUT_SECS", "2"),
+        ("AWS_ACCESS_KEY_ID", "stockflow"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ]);
+    let StorageBackendKind::S3(settings) = StorageSettings::from_env(&env).unwrap().backend else { panic!() };
+    let storage = S3::new(&settings).unwrap();
+    let key = stockflow_storage::Key::parse("org/exports/hung.csv").unwrap();
+    let body = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"id\n1\n"))]);
+
+    let started = std::time::Instant::now();
+    let put = storage.put(&key, Box::pin(body), stockflow_storage::PutMode::Overwrite);
+    // The outer limit only turns a hang into a failure of this test.
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(30), put).await;
+    let took = started.elapsed();
+    let error = outcome.expect("the put gave up by itself").expect_err("a store that never answers took the put");
+    assert!(took < std::time::Duration::from_secs(5), "the put failed only after {took:?}");
+    assert!(error.to_string().contains("timeout") || error.to_string().contains("timed out"), "{error}");
+    held.abort();
+}

@@ -15,13 +15,16 @@ use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
+use std::num::NonZeroU32;
+use stockflow_config::{ConfigError, Env};
 use stockflow_db::Database;
-use stockflow_db::exports::{self, Created, ExportRow, NewExport};
+use stockflow_db::exports::{self, Created, ExportFailure, ExportRow, NewExport};
 use stockflow_db::page::After;
 use stockflow_domain::{ExportFilters, ExportFormat, ExportKind, ExportStatus, Role};
 use stockflow_runtime::OutboxRelay;
 use stockflow_storage::Key;
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 use uuid::Uuid;
 
 pub(crate) const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -59,8 +62,12 @@ pub(crate) struct ExportView {
     size_bytes: Option<i64>,
     /// Hex digest of the file.
     sha256: Option<String>,
-    /// Why the export failed, when it did.
-    error: Option<String>,
+    /// Why the export failed, when it did: `storage_error` (the file store
+    /// failed on every attempt), `database_error` (the database did),
+    /// `invalid_export` (the request cannot be run) or `internal_error`.
+    /// The details stay in the worker's logs.
+    #[schema(schema_with = export_failure)]
+    error: Option<&'static str>,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
     created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::rfc3339::optional")]
@@ -82,18 +89,44 @@ impl From<ExportRow> for ExportView {
             kind: ExportKind::parse(&row.kind).unwrap_or(ExportKind::Batches),
             format: ExportFormat::parse(&row.format).unwrap_or(ExportFormat::Csv),
             status: row.status(),
+            error: row.failure().map(ExportFailure::as_str),
             sha256: row.sha256.map(|digest| digest.iter().map(|b| format!("{b:02x}")).collect()),
             id: row.id,
             filters: row.filters,
             attempts: row.attempts,
             row_count: row.row_count,
             size_bytes: row.size_bytes,
-            error: row.error,
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
             expires_at: row.expires_at,
         }
+    }
+}
+
+/// `error`: one of the closed set of failures, or null.
+fn export_failure() -> Object {
+    let values = ExportFailure::ALL.iter().map(|failure| Value::from(failure.as_str())).chain([Value::Null]);
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(values))
+        .examples([json!("storage_error")])
+        .build()
+}
+
+/// How many exports an organization may have queued or running at once.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportSettings {
+    /// `EXPORTS_MAX_ACTIVE_PER_ORG`.
+    pub max_active_per_org: NonZeroU32,
+}
+
+impl ExportSettings {
+    pub const DEFAULT_MAX_ACTIVE_PER_ORG: u32 = 10;
+
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let default = NonZeroU32::new(Self::DEFAULT_MAX_ACTIVE_PER_ORG).unwrap_or(NonZeroU32::MIN);
+        Ok(Self { max_active_per_org: env.or("EXPORTS_MAX_ACTIVE_PER_ORG", default)? })
     }
 }
 
@@ -121,7 +154,9 @@ pub(crate) struct CreateExport {
     operation_id = "create_export",
     description = "Needs the member role. The export runs in the background: poll its `Location` until \
         `status` is `succeeded`, then download `content_url`. With an `Idempotency-Key`, a repeat of the \
-        same request returns the export the first one made instead of a new one.",
+        same request returns the export the first one made instead of a new one. An organization may have \
+        `EXPORTS_MAX_ACTIVE_PER_ORG` exports (10 by default) queued or running at once; beyond that the \
+        request is refused with 429 until one finishes.",
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters, \
         spaces allowed inside, unique per request you mean to make once", pattern = r"^[ \t]*[!-~]([ -~]{0,253}[!-~])?[ \t]*$")),
     request_body = crate::openapi::ExportRequest,
@@ -134,6 +169,7 @@ pub(crate) struct CreateExport {
         (status = 409, response = problems::IdempotencyKeyReused),
         (status = 413, response = problems::PayloadTooLarge),
         (status = 422, response = problems::ValidationFailed),
+        (status = 429, response = problems::TooManyExports),
     ),
 )]
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
@@ -142,6 +178,7 @@ pub(crate) async fn create(
     request: HttpRequest,
     database: web::Data<Database>,
     relay: web::Data<OutboxRelay>,
+    settings: web::Data<ExportSettings>,
     body: web::Json<CreateExport>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Member)?;
@@ -158,6 +195,7 @@ pub(crate) async fn create(
     let correlation_id =
         request.extensions().get::<crate::observability::RequestId>().map(ToString::to_string).unwrap_or_default();
     let (org, user) = (caller.org.id, caller.user.id);
+    let max_active = settings.max_active_per_org.get();
     let created = {
         let (filters, idempotency_key) = (filters.clone(), idempotency_key.clone());
         database
@@ -169,7 +207,7 @@ pub(crate) async fn create(
                     idempotency_key: idempotency_key.as_deref(),
                     correlation_id: &correlation_id,
                 };
-                exports::create(conn, org, &new).map_err(ApiError::from)
+                exports::create(conn, org, &new, max_active).map_err(ApiError::from)
             })
             .await?
     };
@@ -188,6 +226,7 @@ pub(crate) async fn create(
             }
             export
         }
+        Created::LimitReached { active } => return Err(ApiError::TooManyExports(active)),
     };
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/v1/exports/{}", export.id)))

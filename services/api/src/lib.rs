@@ -22,6 +22,7 @@ mod startup;
 mod tokens;
 mod validation;
 
+pub use exports::ExportSettings;
 pub use problem::ApiError;
 pub use routes::served as served_routes;
 pub use settings::{AdminSettings, ApiSettings, Settings};

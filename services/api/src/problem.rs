@@ -37,6 +37,12 @@ pub enum ApiError {
     Gone(String),
     #[error("this Idempotency-Key was used with another request body")]
     IdempotencyKeyReused,
+    /// The organization has as many exports queued or running as it may
+    /// (`EXPORTS_MAX_ACTIVE_PER_ORG`).
+    #[error(
+        "the organization already has {0} exports queued or running, the most it may have; retry when one finishes"
+    )]
+    TooManyExports(i64),
     /// Malformed JSON, query string or path.
     #[error("{0}")]
     BadRequest(String),
@@ -60,7 +66,7 @@ pub enum ApiError {
 /// Every `code` with its status and title, for the OpenAPI document. The
 /// test below matches `ApiError` without a wildcard, so a new variant stops
 /// it compiling until it is added there, and then fails it until listed here.
-pub(crate) const CODES: [(&str, u16, &str); 18] = [
+pub(crate) const CODES: [(&str, u16, &str); 19] = [
     ("bad_request", 400, "Malformed request"),
     ("unauthorized", 401, "Authentication required"),
     ("forbidden", 403, "Not allowed"),
@@ -76,6 +82,7 @@ pub(crate) const CODES: [(&str, u16, &str); 18] = [
     ("payload_too_large", 413, "Request too large"),
     ("unsupported_media_type", 415, "Unsupported file type"),
     ("validation_failed", 422, "Invalid request"),
+    ("too_many_exports", 429, "Too many exports"),
     ("internal_error", 500, "Internal server error"),
     ("service_unavailable", 503, "Service unavailable"),
     ("storage_unavailable", 503, "Storage unavailable"),
@@ -145,6 +152,7 @@ impl ApiError {
             Self::RoleMismatch(_) => "role_mismatch",
             Self::Gone(_) => "expired",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::TooManyExports(_) => "too_many_exports",
             Self::BadRequest(_) => "bad_request",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
@@ -168,6 +176,7 @@ impl ApiError {
             Self::RoleMismatch(_) => "Role mismatch",
             Self::Gone(_) => "Expired",
             Self::IdempotencyKeyReused => "Idempotency key reused",
+            Self::TooManyExports(_) => "Too many exports",
             Self::BadRequest(_) => "Malformed request",
             Self::MethodNotAllowed { .. } => "Method not allowed",
             Self::PayloadTooLarge(_) => "Request too large",
@@ -221,6 +230,7 @@ impl ResponseError for ApiError {
             | Self::RoleMismatch(_)
             | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
+            Self::TooManyExports(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -261,6 +271,10 @@ impl ResponseError for ApiError {
         if let Self::Unavailable(_) | Self::Storage(_) = self {
             response.insert_header(("Retry-After", "5"));
         }
+        if let Self::TooManyExports(_) = self {
+            // About what a large export takes.
+            response.insert_header(("Retry-After", "30"));
+        }
         response.json(problem)
     }
 }
@@ -285,6 +299,7 @@ mod tests {
             ApiError::RoleMismatch("admin".to_owned()),
             ApiError::Gone("expired".to_owned()),
             ApiError::IdempotencyKeyReused,
+            ApiError::TooManyExports(10),
             ApiError::BadRequest("bad".to_owned()),
             ApiError::MethodNotAllowed { allow: "GET".to_owned() },
             ApiError::PayloadTooLarge("big".to_owned()),
@@ -306,6 +321,7 @@ mod tests {
                 | ApiError::RoleMismatch(_)
                 | ApiError::Gone(_)
                 | ApiError::IdempotencyKeyReused
+                | ApiError::TooManyExports(_)
                 | ApiError::BadRequest(_)
                 | ApiError::MethodNotAllowed { .. }
                 | ApiError::PayloadTooLarge(_)

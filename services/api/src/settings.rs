@@ -17,6 +17,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub uploads: UploadSettings,
     pub outbox: OutboxSettings,
+    pub exports: crate::exports::ExportSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +39,7 @@ impl Settings {
             storage,
             api: ApiSettings::from_env(env)?,
             outbox: OutboxSettings::from_env(env)?,
+            exports: crate::exports::ExportSettings::from_env(env)?,
         })
     }
 }

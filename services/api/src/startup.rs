@@ -45,6 +45,7 @@ impl Application {
         let relay = web::Data::new(relay);
         // One registry for all workers, so a scrape sees every request.
         let metrics = web::Data::new(Metrics::new());
+        let exports = web::Data::new(settings.exports);
         let bind = settings.api.bind;
         let server = HttpServer::new(move || {
             App::new()
@@ -52,6 +53,7 @@ impl Application {
                 .app_data(database.clone())
                 .app_data(uploads.clone())
                 .app_data(relay.clone())
+                .app_data(exports.clone())
                 .app_data(metrics.clone())
                 .app_data(readiness.clone())
                 .app_data(extract::json_config())

@@ -188,7 +188,7 @@ async fn a_finished_export_downloads_and_an_expired_one_is_gone() {
         sha256: <sha2::Sha256 as sha2::Digest>::digest(&content).into(),
         retention: chrono::Duration::days(7),
     };
-    stockflow_db::exports::mark_succeeded(&mut app.database.connect(), id, &produced).unwrap();
+    stockflow_db::exports::mark_succeeded(&mut app.database.connect(), row.org_id, id, &produced).unwrap();
 
     let response =
         app.http.get(app.url(&format!("/v1/exports/{id}/content"))).bearer_auth(&member).send().await.unwrap();
@@ -209,5 +209,101 @@ async fn a_finished_export_downloads_and_an_expired_one_is_gone() {
         .unwrap();
     let (status, problem) = call(&app, &member, Method::GET, &format!("/v1/exports/{id}/content"), None).await;
     assert_eq!((status, problem["code"].as_str()), (410, Some("expired")), "{problem}");
+    common::wait_for_outbox(&app).await;
+}
+
+#[tokio::test]
+async fn an_organization_gets_only_so_many_active_exports_however_many_requests_race() {
+    let app = TestApp::builder()
+        .env("EXPORTS_MAX_ACTIVE_PER_ORG", "3")
+        .spawn(|env, shutdown| async move {
+            let app = stockflow_api::Application::build(stockflow_api::Settings::from_env(&env)?, shutdown).await?;
+            let address = app.address();
+            Ok((address, Box::pin(async move { Ok(app.run_until_stopped().await?) }) as _))
+        })
+        .await;
+    let member = token(&app, "acme", "member");
+    let body = json!({"kind": "products", "format": "csv"});
+    let requests: Vec<_> = (0..12)
+        .map(|_| {
+            let request = app.http.post(app.url("/v1/exports")).bearer_auth(&member).json(&body);
+            tokio::spawn(async move { request.send().await.unwrap() })
+        })
+        .collect();
+    let (mut accepted, mut refused) = (0, 0);
+    for request in requests {
+        let response = request.await.unwrap();
+        match response.status().as_u16() {
+            202 => accepted += 1,
+            429 => {
+                assert_eq!(response.headers()["retry-after"], "30");
+                assert_eq!(response.headers()["content-type"], "application/problem+json");
+                let problem: Value = response.json().await.unwrap();
+                assert_eq!(
+                    (problem["code"].as_str(), problem["status"].as_u64()),
+                    (Some("too_many_exports"), Some(429))
+                );
+                refused += 1;
+            }
+            other => panic!("answered {other}"),
+        }
+    }
+    assert_eq!((accepted, refused), (3, 9));
+    let rows: i64 = exports::table.count().get_result(&mut app.database.connect()).unwrap();
+    assert_eq!(rows, 3, "nothing kept from refused requests");
+
+    // Another organization has its own allowance.
+    let theirs = token(&app, "globex", "member");
+    assert_eq!(post(&app, &theirs, body.clone(), None).await.0, 202);
+    // Once one finishes, there is room for one more.
+    let done = exports::table
+        .filter(exports::status.eq("queued"))
+        .select(exports::id)
+        .first::<uuid::Uuid>(&mut app.database.connect())
+        .unwrap();
+    diesel::update(exports::table.find(done))
+        .set((exports::status.eq("failed"), exports::error.eq("internal_error")))
+        .execute(&mut app.database.connect())
+        .unwrap();
+    let (status, again, _) = post(&app, &member, body.clone(), Some("after-one-failed")).await;
+    assert_eq!(status, 202);
+    assert_eq!(post(&app, &member, body.clone(), None).await.0, 429);
+    // A repeat of an accepted request still answers with its export.
+    let (status, repeat, _) = post(&app, &member, body.clone(), Some("after-one-failed")).await;
+    assert_eq!((status, &repeat["id"]), (202, &again["id"]));
+    common::wait_for_outbox(&app).await;
+}
+
+#[tokio::test]
+async fn a_failed_export_tells_a_stable_reason_and_never_the_raw_error() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, export, _) = post(&app, &member, json!({"kind": "products", "format": "csv"}), None).await;
+        ids.push(export["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap());
+    }
+    // As the worker leaves them, and as an older build did, with the raw error.
+    let stored = [
+        "storage_error",
+        "database_error",
+        "storage: cannot write /var/lib/stockflow/media/3f2a/exports: Permission denied (os error 13)",
+    ];
+    for (id, error) in ids.iter().zip(stored) {
+        diesel::update(exports::table.find(id))
+            .set((exports::status.eq("failed"), exports::error.eq(error)))
+            .execute(&mut app.database.connect())
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    for id in &ids {
+        let (status, export) = call(&app, &member, Method::GET, &format!("/v1/exports/{id}"), None).await;
+        assert_eq!(status, 200);
+        seen.push(export["error"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ["storage_error", "database_error", "internal_error"]);
+    let (_, page) = call(&app, &member, Method::GET, "/v1/exports", None).await;
+    let listed = page["items"].to_string();
+    assert!(!listed.contains("Permission denied") && !listed.contains("/var/lib"), "{listed}");
     common::wait_for_outbox(&app).await;
 }

@@ -49,6 +49,7 @@ fn bad_configuration_stops_with_exit_code_2() {
             ("RUN_MIGRATIONS", Some("maybe")),
             ("STORAGE_BACKEND", Some("ftp")),
             ("MEDIA_ROOT", Some("var/media")),
+            ("EXPORTS_MAX_ACTIVE_PER_ORG", Some("0")),
         ],
     );
 }

@@ -3,6 +3,7 @@
 mod exports;
 pub mod migrate_storage;
 mod ping;
+mod turns;
 
 use futures_util::future::BoxFuture;
 use prometheus_client::registry::Registry;
@@ -11,7 +12,8 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
 use std::sync::Arc;
 use std::time::Duration;
 use stockflow_config::{
-    BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, StorageSettings, TelemetrySettings,
+    BrokerSettings, ConfigError, DatabaseSettings, Env, FromEnvValue, HealthSettings, StorageSettings,
+    TelemetrySettings,
 };
 use stockflow_queue::topology::{EXPORTS, MAINTENANCE};
 use stockflow_queue::{Broker, Consumer, ConsumerSettings, JobMetrics, Publisher};
@@ -34,8 +36,11 @@ pub struct Settings {
 /// How the worker takes and retries jobs, and how long export files live.
 #[derive(Debug, Clone)]
 pub struct JobSettings {
-    /// Jobs in hand at once, per queue (`WORKER_CONCURRENCY`).
+    /// Jobs in hand at once per queue, and exports run at once (`WORKER_CONCURRENCY`).
     pub concurrency: NonZeroU16,
+    /// Export jobs held beyond those running, for the next slot to go to
+    /// the organization whose turn it is (`EXPORT_LOOKAHEAD`).
+    pub export_lookahead: u16,
     /// Attempts before a failing job is dead-lettered (`JOB_MAX_ATTEMPTS`).
     pub max_attempts: NonZeroU32,
     /// First retry delay; each further one waits 4 times longer, up to the max.
@@ -53,6 +58,7 @@ impl JobSettings {
         };
         Ok(Self {
             concurrency: env.or("WORKER_CONCURRENCY", NonZeroU16::MIN.saturating_add(3))?,
+            export_lookahead: env.or("EXPORT_LOOKAHEAD", Lookahead(16))?.0,
             max_attempts: env.or("JOB_MAX_ATTEMPTS", NonZeroU32::MIN.saturating_add(4))?,
             retry_base: millis("JOB_RETRY_BASE_MS", 1_000)?,
             retry_max: millis("JOB_RETRY_MAX_MS", 300_000)?,
@@ -60,13 +66,23 @@ impl JobSettings {
         })
     }
 
-    fn consumer(&self) -> ConsumerSettings {
+    fn consumer(&self, lookahead: u16) -> ConsumerSettings {
         ConsumerSettings {
-            prefetch: self.concurrency.get(),
+            prefetch: self.concurrency.get().saturating_add(lookahead),
             max_attempts: self.max_attempts.get(),
             retry_base: self.retry_base,
             retry_max: self.retry_max.max(self.retry_base),
         }
+    }
+}
+
+/// `EXPORT_LOOKAHEAD`: export jobs held beyond those running.
+struct Lookahead(u16);
+
+impl FromEnvValue for Lookahead {
+    const EXPECTED: &'static str = "a whole number from 0 to 1000";
+    fn from_env_value(raw: &str) -> Option<Self> {
+        raw.parse().ok().filter(|n| *n <= 1000).map(Self)
     }
 }
 
@@ -99,25 +115,26 @@ impl Application {
         let publisher = Arc::new(Publisher::new(connections.broker.clone()));
         let mut registry = stockflow_telemetry::metrics::registry("worker");
         let metrics = Arc::new(JobMetrics::register(&mut registry));
-        let consumer = settings.jobs.consumer();
+        let jobs = &settings.jobs;
         let exports = Consumer::new(EXPORTS)
             .route(exports::ExportHandler {
                 database: connections.database.clone(),
                 storage,
-                retention: chrono::Duration::days(i64::from(settings.jobs.export_retention_days.get())),
+                retention: chrono::Duration::days(i64::from(jobs.export_retention_days.get())),
+                turns: turns::Turns::new(usize::from(jobs.concurrency.get())),
             })
             .start(
                 connections.broker.clone(),
                 Arc::clone(&publisher),
                 Arc::clone(&metrics),
-                consumer.clone(),
+                jobs.consumer(jobs.export_lookahead),
                 shutdown.clone(),
             );
         let maintenance = Consumer::new(MAINTENANCE).route(ping::PingHandler).start(
             connections.broker.clone(),
             publisher,
             Arc::clone(&metrics),
-            consumer,
+            jobs.consumer(0),
             shutdown,
         );
         let readiness = connections.readiness().with(exports.check()).with(maintenance.check());

@@ -1,10 +1,13 @@
 use clap::{CommandFactory, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
-use stockflow_domain::{ExportFormat, ExportKind};
+use stockflow_config::DatabaseSettings;
+use stockflow_db::Database;
+use stockflow_domain::{ExportFilters, ExportFormat, ExportKind};
 use stockflow_telemetry::Shutdown;
 use stockflow_worker::migrate_storage::{self, Backend, Direction, MigrateError, MigrateSettings, Options};
 use stockflow_worker::{Application, Settings};
+use uuid::Uuid;
 
 /// Runs queued jobs: report exports and storage maintenance. With no
 /// command, runs the worker.
@@ -42,18 +45,22 @@ enum Command {
         #[arg(long, default_value = "4", value_parser = parse_jobs)]
         jobs: NonZeroUsize,
     },
-    /// Print the SQL an export runs, to run it by hand with psql. It reads
-    /// its filters from settings: first `SET stockflow.export_org_id =
-    /// '<org uuid>'` and, for batches, `stockflow.export_product_id`,
-    /// `stockflow.export_status`, `stockflow.export_produced_from`,
-    /// `stockflow.export_produced_to` (for products,
-    /// `stockflow.export_sku_like` and `stockflow.export_name_like`), each ''
-    /// for no filter.
+    /// Print what an export of these filters runs, to run it by hand:
+    /// `stockflow-worker export-query ... | psql -X -q "$DATABASE_URL" > file`
+    /// writes the same bytes as the export. It reads DATABASE_URL, since
+    /// PostgreSQL itself quotes the values into the statement.
     ExportQuery {
+        /// The organization's id.
+        #[arg(long)]
+        org: Uuid,
         #[arg(long, value_parser = ["batches", "products"])]
         kind: String,
         #[arg(long, value_parser = ["csv", "jsonl"])]
         format: String,
+        /// The filters as an export stores them, e.g.
+        /// '{"status":"completed","produced_from":"2026-01-01T00:00:00Z"}'.
+        #[arg(long, default_value = "{}")]
+        filters: String,
     },
 }
 
@@ -65,12 +72,29 @@ async fn main() -> ExitCode {
             stockflow_telemetry::init(&settings.telemetry);
             stockflow_runtime::exit_status(serve(settings).await)
         }
-        Command::ExportQuery { kind, format } => {
+        Command::ExportQuery { org, kind, format, filters } => {
             let (Ok(kind), Ok(format)) = (ExportKind::parse(&kind), ExportFormat::parse(&format)) else {
                 return ExitCode::from(2);
             };
-            println!("{}", stockflow_db::exports::export_query(kind, format));
-            ExitCode::SUCCESS
+            let filters = match serde_json::from_str(&filters).and_then(|json| ExportFilters::from_json(kind, json)) {
+                Ok(filters) => filters,
+                Err(error) => {
+                    Cli::command().error(clap::error::ErrorKind::ValueValidation, format!("--filters: {error}")).exit()
+                }
+            };
+            let settings = stockflow_config::load_or_exit(DatabaseSettings::from_env);
+            let script = Database::establish(&settings)
+                .and_then(|mut conn| Ok(stockflow_db::exports::copy_script(&mut conn, org, format, &filters)?));
+            match script {
+                Ok(script) => {
+                    print!("{script}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("export-query: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::MigrateStorage { from, to, dry_run, skip_missing, jobs } => {
             let direction = Direction::new(from, to)

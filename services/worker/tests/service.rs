@@ -44,6 +44,7 @@ fn bad_configuration_stops_with_exit_code_2() {
             ("WORKER_CONCURRENCY", Some("0")),
             ("JOB_MAX_ATTEMPTS", Some("many")),
             ("EXPORT_RETENTION_DAYS", Some("-1")),
+            ("EXPORT_LOOKAHEAD", Some("1001")),
         ],
     );
 }

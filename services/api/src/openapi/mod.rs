@@ -78,6 +78,7 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
             problems::Expired,
             problems::IdempotencyKeyReused,
             problems::BatchConflict,
+            problems::TooManyExports,
             problems::PayloadTooLarge,
             problems::UnsupportedMediaType,
             problems::ValidationFailed,

@@ -77,6 +77,11 @@ problem!(
     Expired, 410, ["expired"]
 );
 problem!(
+    /// The organization already has `EXPORTS_MAX_ACTIVE_PER_ORG` exports queued or running; retry after the delay.
+    TooManyExports, 429, ["too_many_exports"],
+    "Retry-After": "Seconds to wait before retrying."
+);
+problem!(
     /// The body is over its limit: 64 KiB of JSON, or `MAX_UPLOAD_BYTES` of file.
     PayloadTooLarge, 413, ["payload_too_large"]
 );
