@@ -14,12 +14,14 @@ use uuid::Uuid;
 
 const GRACE: Duration = Duration::seconds(5);
 
+/// A schedule due half a second ago, whose pattern (once a year) has no
+/// other slot near: a tick, however late, finds exactly one slot due.
 fn schedule(conn: &mut PgConnection, name: &str, routing_key: &str, payload: serde_json::Value) -> Uuid {
     let now = schedules::now(conn).unwrap();
     diesel::insert_into(table::table)
         .values((
             table::name.eq(name),
-            table::cron.eq("* * * * * *"),
+            table::cron.eq("0 0 1 1 *"),
             table::routing_key.eq(routing_key),
             table::payload.eq(payload),
             table::next_run_at.eq(now - Duration::milliseconds(500)),
@@ -111,7 +113,10 @@ fn overlap_skip_records_the_slot_while_the_previous_run_is_open() {
     let database = TestDatabase::create();
     let conn = &mut leader(&database);
     let id = schedule(conn, "ping", "maintenance.ping", serde_json::json!({"note": ""}));
-    diesel::update(table::table.find(id)).set(table::overlap_policy.eq("skip")).execute(conn).unwrap();
+    diesel::update(table::table.find(id))
+        .set((table::overlap_policy.eq("skip"), table::cron.eq("* * * * * *")))
+        .execute(conn)
+        .unwrap();
     assert_eq!(tick::tick(conn, GRACE).unwrap().jobs.len(), 1);
 
     // The next second's slot finds the first run still open.
