@@ -5,7 +5,7 @@ CARGO ?= cargo
 # is the fallback on machines without it.
 TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run --retries 0" || echo test)
 
-.PHONY: help services services-stop build run stop test contract contract-run lint fmt bench clean-test-dbs
+.PHONY: help services services-stop build run stop test contract contract-run lint fmt bench bench-quick bench-quick-run clean-test-dbs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -29,9 +29,10 @@ lint: ## Formatting and clippy, warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: services lint ## Everything CI checks: services, lint, the whole test suite, the API contract
+test: services lint ## Everything CI checks: services, lint, the whole test suite, the API contract, a quick bench round
 	$(CARGO) $(TEST_RUNNER) --workspace --locked
 	@$(MAKE) --no-print-directory contract-run
+	@$(MAKE) --no-print-directory bench-quick-run
 
 contract: services contract-run ## schemathesis --checks all against a running api (scripts/contract.sh)
 
@@ -46,6 +47,13 @@ bench: services ## Run the benchmark scenarios; results in docs/benchmarks.md
 	$(CARGO) build --workspace --bins --release --locked
 	$(CARGO) build --release --locked -p stockflow-storage -p stockflow-queue --examples
 	python3 bench/run.py
+
+bench-quick: services bench-quick-run ## One short round of every scenario on debug binaries, to prove each runs; nothing is kept
+
+bench-quick-run:
+	$(CARGO) build --workspace --bins --locked
+	$(CARGO) build --locked -p stockflow-storage -p stockflow-queue --examples
+	STOCKFLOW_BIN_DIR=$(CURDIR)/target/debug python3 bench/run.py --quick
 
 clean-test-dbs: ## Drop test databases left behind by killed test runs
 	@bash scripts/services.sh clean-test-dbs

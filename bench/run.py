@@ -687,9 +687,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def upload_source():
-    """var/bench/upload-1GiB.png: the PNG signature then random bytes, made
-    once and kept; returns (path, sha256)."""
-    path = os.path.join(ROOT, "var", "bench", "upload-1GiB.png")
+    """var/bench/upload-<size>MiB.png: the PNG signature then random bytes,
+    made once and kept; returns (path, sha256)."""
+    path = os.path.join(ROOT, "var", "bench", f"upload-{UPLOAD_BYTES >> 20}MiB.png")
     digest_path = path + ".sha256"
     if os.path.exists(path) and os.path.getsize(path) == UPLOAD_BYTES and os.path.exists(digest_path):
         with open(path, "rb") as f:
@@ -1101,7 +1101,11 @@ def scenario_export(runs):
 
 # 20,000 maintenance.ping envelopes in one statement; each message's id is
 # its row's, as outbox::insert writes them.
-PINGS_SQL = f"""
+def pings_sql():
+    return PINGS_SQL.replace("{JOBS}", str(JOBS))
+
+
+PINGS_SQL = """
 WITH pings AS (SELECT gen_random_uuid() AS id FROM generate_series(1, {JOBS}))
 INSERT INTO outbox (id, routing_key, message)
 SELECT id, 'maintenance.ping',
@@ -1157,7 +1161,7 @@ def scenario_jobs(runs):
                 def ours():
                     sql(url, "DELETE FROM outbox WHERE published_at IS NOT NULL;")
                     target = worker.metric(PINGS_SUCCEEDED) + JOBS
-                    sql(url, PINGS_SQL)
+                    sql(url, pings_sql())
                     started = time.perf_counter()
                     while worker.metric(PINGS_SUCCEEDED) < target:
                         if time.perf_counter() - started > JOBS_TIMEOUT:
@@ -1250,24 +1254,51 @@ def render(results):
     return "\n".join(lines)
 
 
+def shrink_for_quick_run():
+    """`--quick`: every scenario at a size that takes seconds, on databases
+    of their own (so the full seeds are kept), to prove each still runs from
+    start to end. `make test` runs it on debug binaries; its figures say
+    nothing and are not kept."""
+    global PUT_BYTES, LOAD_SECONDS, WARMUP_SECONDS, SEED_BATCHES_PER_ORG, SEED_MARKER, LIST_DB, UPLOAD_DB
+    global UPLOAD_BYTES, EXPORT_BATCHES, EXPORT_MARKER, EXPORT_DB, JOBS, JOBS_DB
+    PUT_BYTES = UPLOAD_BYTES = 16 << 20
+    LOAD_SECONDS, WARMUP_SECONDS = 2, 1
+    SEED_BATCHES_PER_ORG = 2_000
+    SEED_MARKER = SEED_MARKER.rsplit(" x ", 1)[0] + f" x {SEED_BATCHES_PER_ORG} batches"
+    EXPORT_BATCHES = 2_000
+    EXPORT_MARKER = EXPORT_MARKER.rsplit(" x ", 1)[0] + f" x {EXPORT_BATCHES} batches"
+    JOBS = 200
+    LIST_DB, UPLOAD_DB, EXPORT_DB, JOBS_DB = (f"{name}_quick" for name in (LIST_DB, UPLOAD_DB, EXPORT_DB, JOBS_DB))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenarios", nargs="*", help=f"any of {', '.join(SCENARIOS)} (default: all)")
     parser.add_argument("--runs", type=int, default=5, help="repetitions per figure (default 5)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one short round of each scenario at a small size, to check they run; figures are printed, not kept")
     args = parser.parse_args()
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
+    if args.quick:
+        shrink_for_quick_run()
+        args.runs = 1
     results = {}
     if os.path.exists(RESULTS):
         with open(RESULTS) as f:
             results = json.load(f)
     for name in args.scenarios or SCENARIOS:
         print(f"== {name} (load average before: {os.getloadavg()[0]:.2f})", flush=True)
+        started = time.perf_counter()
         rows = SCENARIOS[name](args.runs)
         for r in rows:
             print(f"  {r['figure']:<54} ours {r['ours']:>8}  baseline {r['baseline']:>8}  ratio {r['ratio']:>6}  ({r['baseline_tool']})")
+        print(f"  ({name} took {time.perf_counter() - started:.0f} s)", flush=True)
         results[name] = {"at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "rows": rows}
+    if args.quick:
+        print("quick run: every scenario ran; its figures are not kept")
+        return
     with open(RESULTS, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")

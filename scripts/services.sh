@@ -66,6 +66,7 @@ declare -A ADDRESS=(
   [nginx]=127.0.0.1:$NGINX_PORT
   [build-deps]=-
   [schemathesis]=-
+  [bench-tools]=-
 )
 declare -A RESULT=() # service -> what `up` did, for the final table
 
@@ -178,6 +179,22 @@ ensure_build_deps() {
     RESULT[build-deps]="installed ${missing[*]}"
   else
     RESULT[build-deps]="present"
+  fi
+}
+
+# The tools `make bench` measures with and against (wrk, GNU time; pgbench
+# and psql come with postgresql-client). `make test` runs a quick round of
+# every scenario, so they are needed there too.
+ensure_bench_tools() {
+  local pkg missing=()
+  for pkg in wrk time; do
+    pkg_installed "$pkg" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    apt_install bench-tools "${missing[@]}"
+    RESULT[bench-tools]="installed ${missing[*]}"
+  else
+    RESULT[bench-tools]="present"
   fi
 }
 
@@ -551,10 +568,11 @@ cmd_up() {
   ensure_s3
   ensure_nginx
   ensure_schemathesis
+  ensure_bench_tools
 
   local name
   printf '\n%-13s %-16s %s\n' SERVICE ADDRESS STATE
-  for name in "${SERVICES[@]}" build-deps schemathesis; do
+  for name in "${SERVICES[@]}" build-deps schemathesis bench-tools; do
     printf '%-13s %-16s %s\n' "$name" "${ADDRESS[$name]}" "${RESULT[$name]}"
   done
 }

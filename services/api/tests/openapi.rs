@@ -184,6 +184,7 @@ async fn every_error_is_a_problem_and_the_problem_lists_every_code() {
         assert!(codes.contains(&code), "{code} in {codes:?}");
     }
     assert_eq!(resolve(&doc, &problem["properties"]["errors"]["items"]), &doc["components"]["schemas"]["FieldError"]);
+    assert_eq!(codes_in_the_errors_table(), codes.iter().copied().collect::<BTreeSet<_>>(), "docs/architecture.md");
 
     for (method, path, operation) in operations(&doc) {
         for (status, response) in operation["responses"].as_object().unwrap() {
@@ -317,4 +318,19 @@ async fn downloads_document_the_types_they_serve() {
             assert_eq!(documented, expected.iter().copied().collect(), "{path} {status}");
         }
     }
+}
+
+/// The codes the errors table of docs/architecture.md lists, so that page
+/// cannot drift from what the api answers.
+fn codes_in_the_errors_table() -> BTreeSet<&'static str> {
+    let page = include_str!("../../../docs/architecture.md");
+    let table = page.split("## Errors").nth(1).expect("an Errors section").split("\n## ").next().unwrap_or_default();
+    table
+        .lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix("| `")?.split(" | ");
+            let code = cells.next()?.strip_suffix('`')?;
+            cells.next()?.parse::<u16>().ok().map(|_| code)
+        })
+        .collect()
 }
