@@ -3,6 +3,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # nextest runs each test in its own process, in parallel; plain cargo test
 # is the fallback on machines without it.
+# Where cargo puts binaries: CARGO_TARGET_DIR when set (a target shared
+# between clones), else target/ here.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run --retries 0" || echo test)
 
 .PHONY: help services services-stop build run stop test contract contract-run lint fmt bench bench-quick bench-quick-run clean-test-dbs
@@ -20,7 +23,7 @@ build: ## Build every service binary
 	$(CARGO) build --workspace --bins --locked
 
 run: services build ## Start the whole system locally and print how to call it
-	@bash scripts/run.sh start
+	@STOCKFLOW_BIN_DIR=$(TARGET_DIR)/debug bash scripts/run.sh start
 
 stop: ## Stop what `make run` started
 	@bash scripts/run.sh stop
@@ -38,7 +41,7 @@ contract: services contract-run ## schemathesis --checks all against a running a
 
 contract-run:
 	$(CARGO) build --locked -p stockflow-api -p stockflow-worker --bins
-	bash scripts/contract.sh
+	STOCKFLOW_BIN_DIR=$(TARGET_DIR)/debug bash scripts/contract.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
@@ -46,14 +49,14 @@ fmt: ## Format the code
 bench: services ## Run the benchmark scenarios; results in docs/benchmarks.md
 	$(CARGO) build --workspace --bins --release --locked
 	$(CARGO) build --release --locked -p stockflow-storage -p stockflow-queue --examples
-	python3 bench/run.py
+	STOCKFLOW_BIN_DIR=$(TARGET_DIR)/release python3 bench/run.py
 
 bench-quick: services bench-quick-run ## One short round of every scenario on debug binaries, to prove each runs; nothing is kept
 
 bench-quick-run:
 	$(CARGO) build --workspace --bins --locked
 	$(CARGO) build --locked -p stockflow-storage -p stockflow-queue --examples
-	STOCKFLOW_BIN_DIR=$(CURDIR)/target/debug python3 bench/run.py --quick
+	STOCKFLOW_BIN_DIR=$(TARGET_DIR)/debug python3 bench/run.py --quick
 
 clean-test-dbs: ## Drop test databases left behind by killed test runs
 	@bash scripts/services.sh clean-test-dbs
