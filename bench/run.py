@@ -1218,11 +1218,13 @@ SCHEDULER_TICK_MS = 100
 SCHEDULER_TIMEOUT = 300.0
 IDLE_SECONDS = 60
 
-# SCHEDULES system schedules on a yearly pattern, all due at the instant
-# given; each fires one maintenance.ping when it comes.
+# SCHEDULES schedules of one organization on a yearly pattern, all due at
+# the instant given; each fires one maintenance.ping when it comes.
 SCHEDULES_SQL = """
-INSERT INTO schedules (name, cron, timezone, routing_key, payload, next_run_at)
-SELECT 'bench-' || lpad(n::text, 6, '0'), '0 0 1 1 *', 'UTC', 'maintenance.ping', '{"note": "bench"}', {DUE}
+INSERT INTO organizations (slug, name) VALUES ('bench-scheduler', 'bench') ON CONFLICT (slug) DO NOTHING;
+INSERT INTO schedules (org_id, name, cron, timezone, routing_key, payload, next_run_at)
+SELECT (SELECT id FROM organizations WHERE slug = 'bench-scheduler'), 'bench-' || lpad(n::text, 6, '0'),
+       '0 0 1 1 *', 'UTC', 'maintenance.ping', '{"note": "bench"}', {DUE}
 FROM generate_series(1, {SCHEDULES}) AS n;
 """
 
@@ -1281,8 +1283,9 @@ def scenario_scheduler(runs):
     Ours: the release stockflow-scheduler (SCHEDULER_TICK_MS=100, every
     system schedule switched off) leading on a fresh migrated database
     (stockflow_bench_scheduler, dropped after) and a namespace of this run.
-    One INSERT writes 10,000 schedules (`0 0 1 1 *`, job
-    `maintenance.ping`) whose `next_run_at` is the same instant 2 s ahead.
+    One INSERT writes 10,000 schedules of one organization (`0 0 1 1 *`,
+    job `maintenance.ping`) whose `next_run_at` is the same instant 2 s
+    ahead.
     The scheduler claims them 1,000 per transaction, records 10,000 runs,
     writes 10,000 outbox rows and advances each schedule; its relay publishes
     them with confirms. Figures, from the slot, on the database's clock

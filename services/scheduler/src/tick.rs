@@ -12,7 +12,7 @@ use stockflow_db::schedule_runs::{self, NewRun};
 use stockflow_db::schedules::{self, Advance, ScheduleRow};
 use stockflow_domain::{
     BackupDatabase, BackupMedia, CleanupUploads, Decision, Envelope, ExpireExports, Firing, Job, Ping,
-    ReconcileStorage, RunOutcome, RunTrigger,
+    ReconcileStorage, RunOutcome, RunTrigger, Timing,
 };
 use uuid::Uuid;
 
@@ -69,17 +69,28 @@ pub fn tick(conn: &mut PgConnection, grace: Duration) -> Result<TickReport, Tick
         let mut runs = Vec::new();
         let mut jobs: HashMap<Uuid, RawJob> = HashMap::new();
         let mut moves = Vec::with_capacity(due.len());
+        // Schedules often share a pattern and zone: each pair is parsed once.
+        let mut timings: HashMap<(&str, &str), Result<Timing, String>> = HashMap::new();
         for row in &due {
-            let timing = match row.timing() {
-                Ok(timing) => timing,
-                Err(error) => {
-                    broken(conn, row, &error.to_string(), &mut report)?;
+            timings
+                .entry((row.cron.as_str(), row.timezone.as_str()))
+                .or_insert_with(|| row.timing().map_err(|error| error.to_string()));
+        }
+        for row in &due {
+            let timing = match timings.get(&(row.cron.as_str(), row.timezone.as_str())) {
+                Some(Ok(timing)) => timing,
+                Some(Err(reason)) => {
+                    broken(conn, row, reason, &mut report)?;
+                    continue;
+                }
+                None => {
+                    broken(conn, row, "its pattern was not read", &mut report)?;
                     continue;
                 }
             };
             let firing = Firing {
                 id: row.id,
-                timing: &timing,
+                timing,
                 misfire: row.misfire(),
                 overlap: row.overlap(),
                 catchup: row.catchup(),
