@@ -1218,13 +1218,11 @@ SCHEDULER_TICK_MS = 100
 SCHEDULER_TIMEOUT = 300.0
 IDLE_SECONDS = 60
 
-# SCHEDULES schedules of one organization on a yearly pattern, all due at
-# the instant given; each fires one maintenance.ping when it comes.
+# SCHEDULES installation schedules on a yearly pattern, all due at the
+# instant given; each fires one maintenance.ping when it comes.
 SCHEDULES_SQL = """
-INSERT INTO organizations (slug, name) VALUES ('bench-scheduler', 'bench') ON CONFLICT (slug) DO NOTHING;
-INSERT INTO schedules (org_id, name, cron, timezone, routing_key, payload, next_run_at)
-SELECT (SELECT id FROM organizations WHERE slug = 'bench-scheduler'), 'bench-' || lpad(n::text, 6, '0'),
-       '0 0 1 1 *', 'UTC', 'maintenance.ping', '{"note": "bench"}', {DUE}
+INSERT INTO schedules (name, cron, timezone, routing_key, payload, next_run_at)
+SELECT 'bench-' || lpad(n::text, 6, '0'), '0 0 1 1 *', 'UTC', 'maintenance.ping', '{"note": "bench"}', {DUE}
 FROM generate_series(1, {SCHEDULES}) AS n;
 """
 
@@ -1283,9 +1281,8 @@ def scenario_scheduler(runs):
     Ours: the release stockflow-scheduler (SCHEDULER_TICK_MS=100, every
     system schedule switched off) leading on a fresh migrated database
     (stockflow_bench_scheduler, dropped after) and a namespace of this run.
-    One INSERT writes 10,000 schedules of one organization (`0 0 1 1 *`,
-    job `maintenance.ping`) whose `next_run_at` is the same instant 2 s
-    ahead.
+    One INSERT writes 10,000 schedules (`0 0 1 1 *`, job
+    `maintenance.ping`) whose `next_run_at` is the same instant 2 s ahead.
     The scheduler claims them 1,000 per transaction, records 10,000 runs,
     writes 10,000 outbox rows and advances each schedule; its relay publishes
     them with confirms. Figures, from the slot, on the database's clock
@@ -1299,8 +1296,8 @@ def scenario_scheduler(runs):
     persistent messages of the same kind through a quorum queue with
     confirms per 500, as the relay publishes, to a consumer that acks each
     (its time runs to the last ack): the broker's share, which no scheduler
-    can beat. Runs alternate; medians. Idle: the scheduler after the runs, with only
-    its own schedules, over 60 s: CPU time (user + system, /proc/pid/stat)
+    can beat. Runs alternate; medians. Idle, measured first: the scheduler
+    leading with no schedule due, over 60 s: CPU time (user + system, /proc/pid/stat)
     as a share of one core, and RSS; baseline: psql polling the database at
     the same rate (`SELECT now() \\watch 0.1`), the simplest thing that
     looks for due work every tick.
@@ -1323,6 +1320,24 @@ def scenario_scheduler(runs):
                 if time.perf_counter() - started > 30:
                     raise RuntimeError(f"the scheduler did not lead within 30 s: {scheduler.tail()}")
                 time.sleep(0.05)
+
+            poller = subprocess.Popen(["psql", "-X", "-q", "-d", url], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            poller.stdin.write(b"SELECT now() \\watch 0.1\n")
+            poller.stdin.flush()
+            try:
+                time.sleep(1)
+                if poller.poll() is not None:
+                    raise RuntimeError(f"psql \\watch stopped: {poller.stderr.read().decode()}")
+                # Both measured over the same seconds, side by side.
+                sched_before, psql_before = cpu_seconds(scheduler.proc.pid), cpu_seconds(poller.pid)
+                time.sleep(IDLE_SECONDS)
+                sched_cpu = (cpu_seconds(scheduler.proc.pid) - sched_before) / IDLE_SECONDS * 100
+                psql_cpu = (cpu_seconds(poller.pid) - psql_before) / IDLE_SECONDS * 100
+                sched_rss, psql_rss = rss_kib(scheduler.proc.pid) / 1024, rss_kib(poller.pid) / 1024
+            finally:
+                poller.terminate()
+                poller.wait(timeout=10)
+                poller.stdin.close()
 
             def clean():
                 sql(url, "DELETE FROM schedule_runs; DELETE FROM schedules WHERE name LIKE 'bench-%'; DELETE FROM outbox;")
@@ -1377,23 +1392,6 @@ def scenario_scheduler(runs):
                         print(f"  round {round_ + 1}/{runs} INSERT ... SELECT: {results['insert'][-1]:.3f} s; raw_throughput: {results['raw'][-1]:.3f} s", flush=True)
             clean()
 
-            poller = subprocess.Popen(["psql", "-X", "-q", "-d", url], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            poller.stdin.write(b"SELECT now() \\watch 0.1\n")
-            poller.stdin.flush()
-            try:
-                time.sleep(1)
-                if poller.poll() is not None:
-                    raise RuntimeError(f"psql \\watch stopped: {poller.stderr.read().decode()}")
-                # Both measured over the same seconds, side by side.
-                sched_before, psql_before = cpu_seconds(scheduler.proc.pid), cpu_seconds(poller.pid)
-                time.sleep(IDLE_SECONDS)
-                sched_cpu = (cpu_seconds(scheduler.proc.pid) - sched_before) / IDLE_SECONDS * 100
-                psql_cpu = (cpu_seconds(poller.pid) - psql_before) / IDLE_SECONDS * 100
-                sched_rss, psql_rss = rss_kib(scheduler.proc.pid) / 1024, rss_kib(poller.pid) / 1024
-            finally:
-                poller.terminate()
-                poller.wait(timeout=10)
-                poller.stdin.close()
         finally:
             scheduler.stop()
     finally:
