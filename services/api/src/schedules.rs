@@ -653,8 +653,8 @@ pub(crate) async fn pause(
     Ok(HttpResponse::Ok().json(ScheduleView::from(row)))
 }
 
-/// The optional body of a pause: empty, or JSON read as the app reads any
-/// JSON body (`extract.rs`).
+/// The optional body of a pause: empty, `null`, or JSON read as the app
+/// reads any JSON body (`extract.rs`).
 fn pause_body(request: &HttpRequest, body: &[u8]) -> Result<PauseSchedule, ApiError> {
     if body.is_empty() {
         return Ok(PauseSchedule { note: None });
@@ -672,13 +672,15 @@ fn pause_body(request: &HttpRequest, body: &[u8]) -> Result<PauseSchedule, ApiEr
     if !json {
         return Err(ApiError::BadRequest("send Content-Type: application/json".to_owned()));
     }
-    serde_json::from_slice(body).map_err(|error| {
+    // `null`, as the document's optional body allows, is no note.
+    let parsed: Option<PauseSchedule> = serde_json::from_slice(body).map_err(|error| {
         if error.is_data() {
             ApiError::invalid("body", error.to_string())
         } else {
             ApiError::BadRequest(format!("the body is not valid JSON: {error}"))
         }
-    })
+    })?;
+    Ok(parsed.unwrap_or(PauseSchedule { note: None }))
 }
 
 #[utoipa::path(

@@ -234,6 +234,17 @@ async fn a_paused_schedule_shows_no_fire_times_and_resumes_from_now() {
     let paused: Value = response.json().await.unwrap();
     assert_eq!((&paused["paused"], &paused["pause_note"]), (&json!(true), &Value::Null));
 
+    let response = app
+        .http
+        .post(app.url(&path(&created, "/pause")))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body("null")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "null is no note");
+
     // Bad bodies are refused as every JSON body is.
     let bad = app
         .http
