@@ -185,6 +185,7 @@ mod tests {
         let settings = SchedulerSettings::from_env(&env(&[])).unwrap();
         assert_eq!((settings.tick, settings.lease), (Duration::from_secs(1), Duration::from_secs(10)));
         assert_eq!(settings.timezone, Timezone::UTC);
+        assert_eq!(settings.max_active_exports.get(), 10, "the api's default");
         let system = settings.system;
         assert_eq!(system.db_backup.unwrap().as_str(), DEFAULT_DB_BACKUP_CRON);
         assert_eq!(system.media_backup.unwrap().as_str(), DEFAULT_MEDIA_BACKUP_CRON);
@@ -218,6 +219,7 @@ mod tests {
             ("SCHEDULER_TIMEZONE", "Mars/Olympus"),
             ("SCHEDULER_TICK_MS", "10"),
             ("SCHEDULER_LEASE_SECS", "1"),
+            ("EXPORTS_MAX_ACTIVE_PER_ORG", "0"),
         ] {
             let error = SchedulerSettings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(error.var(), var);
