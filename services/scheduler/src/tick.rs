@@ -37,7 +37,8 @@ pub struct TickReport {
     pub jobs: Vec<Uuid>,
     /// Runs fired, by metric label (a system schedule's name, or `org`).
     pub fired: HashMap<String, u64>,
-    /// Slots recorded as skipped (overlap), by label.
+    /// Slots recorded as skipped (overlap, or an organization at its
+    /// limit of active exports), by label.
     pub skipped: HashMap<String, u64>,
     /// Schedules that found missed slots, by label.
     pub misfired: HashMap<String, u64>,
