@@ -164,6 +164,40 @@ impl ExportFilters {
     }
 }
 
+/// What an organization's schedule exports each time it fires: the body of
+/// `POST /v1/exports`, kept as the schedule's payload in the same form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSpec {
+    pub format: ExportFormat,
+    pub filters: ExportFilters,
+}
+
+impl ExportSpec {
+    pub fn kind(&self) -> ExportKind {
+        self.filters.kind()
+    }
+
+    /// `{"kind", "format", "filters"}`, as stored and shown.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kind": self.kind().as_str(),
+            "format": self.format.as_str(),
+            "filters": self.filters.to_json(),
+        })
+    }
+
+    /// Reads a stored payload back; an error means the row was written by
+    /// something other than this code.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
+        let text = |name: &str| value.get(name).and_then(serde_json::Value::as_str).unwrap_or_default();
+        let kind = ExportKind::parse(text("kind")).map_err(|error| error.to_string())?;
+        let format = ExportFormat::parse(text("format")).map_err(|error| error.to_string())?;
+        let filters = value.get("filters").cloned().unwrap_or_else(|| serde_json::json!({}));
+        let filters = ExportFilters::from_json(kind, filters).map_err(|error| format!("filters: {error}"))?;
+        Ok(Self { format, filters })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +214,18 @@ mod tests {
         assert_eq!(json["status"], "completed");
         assert!(json.get("produced_to").is_none());
         assert_eq!(ExportFilters::from_json(ExportKind::Batches, json).unwrap(), filters);
+    }
+
+    #[test]
+    fn an_export_spec_round_trips_through_a_schedule_payload() {
+        let spec = ExportSpec {
+            format: ExportFormat::Jsonl,
+            filters: ExportFilters::Batches(BatchFilters { status: Some(BatchStatus::Planned), ..Default::default() }),
+        };
+        let json = spec.to_json();
+        assert_eq!(json, serde_json::json!({"kind": "batches", "format": "jsonl", "filters": {"status": "planned"}}));
+        assert_eq!(ExportSpec::from_json(&json).unwrap(), spec);
+        assert!(ExportSpec::from_json(&serde_json::json!({"kind": "batches", "format": "xml"})).is_err());
     }
 
     #[test]

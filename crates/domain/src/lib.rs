@@ -13,7 +13,7 @@ mod token;
 mod upload;
 
 pub use catalog::{NameSearch, ProductName, Sku, SkuPrefix, Unit};
-pub use export::{BatchFilters, ExportFilters, ExportFormat, ExportKind, ExportStatus, ProductFilters};
+pub use export::{BatchFilters, ExportFilters, ExportFormat, ExportKind, ExportSpec, ExportStatus, ProductFilters};
 pub use firing::{Decision, Firing, MAX_SLOTS_PER_TICK, Plan, rescheduled};
 pub use jobs::{
     BackupDatabase, BackupMedia, BackupTrigger, CleanupUploads, Envelope, ExpireExports, ExportRequested, Job, Ping,
@@ -22,8 +22,8 @@ pub use jobs::{
 pub use production::{BatchCode, BatchStatus, Notes, Quantity};
 pub use rules::{JsonObject, TextRule};
 pub use schedule::{
-    CatchupWindow, CronExpr, Jitter, MisfirePolicy, OverlapPolicy, RunOutcome, RunTimeout, RunTrigger, ScheduleError,
-    ScheduleName, Timezone, Timing,
+    CatchupWindow, CronExpr, Jitter, MisfirePolicy, OverlapPolicy, PauseNote, RunOutcome, RunTimeout, RunTrigger,
+    ScheduleError, ScheduleName, Timezone, Timing,
 };
 pub use tenancy::{Email, OrgSlug, Role};
 pub use token::{ApiTokenSecret, TokenDigest, TokenLifetime, TokenName};

@@ -94,6 +94,11 @@ impl Timezone {
         self.0.name()
     }
 
+    /// Every name `parse` accepts as written, for the OpenAPI document.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+    }
+
     pub fn tz(&self) -> Tz {
         self.0
     }
@@ -351,19 +356,37 @@ impl Jitter {
 }
 
 /// A schedule's name: what operators type (`stockflow-scheduler next
-/// <name>`), unique per owner. 1 to 100 characters, no control characters,
-/// no surrounding spaces.
+/// <name>`), unique per owner. At most 100 characters as sent, not blank,
+/// no control characters; stored trimmed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ScheduleName(String);
 
 impl ScheduleName {
+    pub const RULE: crate::TextRule = crate::rules::trimmed_text_rule(100);
+
     pub fn parse(raw: &str) -> Result<Self, crate::ParseError> {
-        let trimmed = raw.trim();
-        let length = trimmed.chars().count();
-        if !(1..=100).contains(&length) || trimmed.chars().any(char::is_control) {
-            return Err(crate::ParseError::new("name", "1 to 100 characters, no control characters"));
-        }
-        Ok(Self(trimmed.to_owned()))
+        crate::rules::trimmed_text(raw, Self::RULE.max_chars)
+            .map(Self)
+            .ok_or(crate::ParseError::new("name", "1 to 100 characters, not blank, no control characters"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a schedule was paused, for whoever finds it paused: at most 500
+/// characters as sent, not blank, no control characters; stored trimmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PauseNote(String);
+
+impl PauseNote {
+    pub const RULE: crate::TextRule = crate::rules::trimmed_text_rule(500);
+
+    pub fn parse(raw: &str) -> Result<Self, crate::ParseError> {
+        crate::rules::trimmed_text(raw, Self::RULE.max_chars)
+            .map(Self)
+            .ok_or(crate::ParseError::new("note", "1 to 500 characters, not blank, no control characters"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -395,6 +418,13 @@ mod tests {
     fn the_parser_gives_its_reason() {
         let error = CronExpr::parse("61 * * * *").unwrap_err();
         assert_eq!(error.to_string(), "invalid cron expression: Component error: Number out of bounds.");
+    }
+
+    #[test]
+    fn every_listed_zone_name_parses_as_itself() {
+        let names: Vec<&str> = Timezone::names().collect();
+        assert!(names.len() > 400 && names.contains(&"Europe/Berlin"), "{}", names.len());
+        assert!(names.iter().all(|name| Timezone::parse(name).is_ok_and(|zone| zone.name() == *name)));
     }
 
     #[test]

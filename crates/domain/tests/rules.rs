@@ -9,8 +9,8 @@
 use boon::{Compiler, Draft, Schemas};
 use serde_json::{Value, json};
 use stockflow_domain::{
-    BatchCode, Email, NameSearch, Notes, ParseError, ProductName, Quantity, Sku, SkuPrefix, TextRule, TokenLifetime,
-    TokenName, Unit,
+    BatchCode, Email, NameSearch, Notes, ParseError, PauseNote, ProductName, Quantity, ScheduleName, Sku, SkuPrefix,
+    TextRule, TokenLifetime, TokenName, Unit,
 };
 
 /// Letters, digits, the punctuation of codes and emails, units, every kind
@@ -92,6 +92,8 @@ fn trimmed_names() {
     agree("name", &Schema::of(ProductName::RULE), ProductName::parse, &at_the_limit(200, "é"));
     agree("unit", &Schema::of(Unit::RULE), Unit::parse, &at_the_limit(32, "k"));
     agree("token name", &Schema::of(TokenName::RULE), TokenName::parse, &at_the_limit(100, "😀"));
+    agree("schedule name", &Schema::of(ScheduleName::RULE), ScheduleName::parse, &at_the_limit(100, "é"));
+    agree("pause note", &Schema::of(PauseNote::RULE), PauseNote::parse, &at_the_limit(500, "x"));
 }
 
 #[test]

@@ -247,7 +247,7 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
 
 /// The filters of `kind`'s list endpoint, checked by the same code as
 /// there; an unknown filter is an error, not silently ignored.
-fn parse_filters(fields: &mut Fields, kind: ExportKind, raw: Value) -> Option<ExportFilters> {
+pub(crate) fn parse_filters(fields: &mut Fields, kind: ExportKind, raw: Value) -> Option<ExportFilters> {
     const PREFIX: &str = "filters.";
     let object = match raw {
         Value::Null => serde_json::Map::new(),

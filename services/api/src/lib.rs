@@ -17,6 +17,7 @@ mod problem;
 mod products;
 mod rfc3339;
 mod routes;
+mod schedules;
 mod settings;
 mod startup;
 mod tokens;

@@ -32,6 +32,10 @@ pub enum ApiError {
     /// The record exists but cannot do this yet (an export still running).
     #[error("{0}")]
     NotReady(String),
+    /// The record belongs to the installation, not to the organization:
+    /// a system schedule, which only the scheduler's settings change.
+    #[error("{0}")]
+    ReadOnly(String),
     /// The record's file is gone for good (an expired export).
     #[error("{0}")]
     Gone(String),
@@ -66,7 +70,7 @@ pub enum ApiError {
 /// Every `code` with its status and title, for the OpenAPI document. The
 /// test below matches `ApiError` without a wildcard, so a new variant stops
 /// it compiling until it is added there, and then fails it until listed here.
-pub(crate) const CODES: [(&str, u16, &str); 19] = [
+pub(crate) const CODES: [(&str, u16, &str); 20] = [
     ("bad_request", 400, "Malformed request"),
     ("unauthorized", 401, "Authentication required"),
     ("forbidden", 403, "Not allowed"),
@@ -77,6 +81,7 @@ pub(crate) const CODES: [(&str, u16, &str); 19] = [
     ("in_use", 409, "Still in use"),
     ("missing_reference", 409, "No such record"),
     ("not_ready", 409, "Not ready"),
+    ("read_only", 409, "Read-only"),
     ("role_mismatch", 409, "Role mismatch"),
     ("expired", 410, "Expired"),
     ("payload_too_large", 413, "Request too large"),
@@ -95,11 +100,16 @@ pub struct FieldError {
     pub field: String,
     #[schema(example = "1 to 64 of letters, digits, '.', '_', '/', '-'")]
     pub message: String,
+    /// Only where a field's error has a name clients match on:
+    /// `invalid_cron` or `unknown_timezone`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::field_error_code, required = false)]
+    pub code: Option<&'static str>,
 }
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self { field: field.into(), message: message.into(), code: None }
     }
 }
 
@@ -149,6 +159,7 @@ impl ApiError {
             Self::MissingReference { .. } => "missing_reference",
             Self::InUse(_) => "in_use",
             Self::NotReady(_) => "not_ready",
+            Self::ReadOnly(_) => "read_only",
             Self::RoleMismatch(_) => "role_mismatch",
             Self::Gone(_) => "expired",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
@@ -173,6 +184,7 @@ impl ApiError {
             Self::MissingReference { .. } => "No such record",
             Self::InUse(_) => "Still in use",
             Self::NotReady(_) => "Not ready",
+            Self::ReadOnly(_) => "Read-only",
             Self::RoleMismatch(_) => "Role mismatch",
             Self::Gone(_) => "Expired",
             Self::IdempotencyKeyReused => "Idempotency key reused",
@@ -227,6 +239,7 @@ impl ResponseError for ApiError {
             | Self::MissingReference { .. }
             | Self::InUse(_)
             | Self::NotReady(_)
+            | Self::ReadOnly(_)
             | Self::RoleMismatch(_)
             | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
@@ -296,6 +309,7 @@ mod tests {
             ApiError::MissingReference { field: "product_id" },
             ApiError::InUse("referenced".to_owned()),
             ApiError::NotReady("running".to_owned()),
+            ApiError::ReadOnly("system".to_owned()),
             ApiError::RoleMismatch("admin".to_owned()),
             ApiError::Gone("expired".to_owned()),
             ApiError::IdempotencyKeyReused,
@@ -318,6 +332,7 @@ mod tests {
                 | ApiError::MissingReference { .. }
                 | ApiError::InUse(_)
                 | ApiError::NotReady(_)
+                | ApiError::ReadOnly(_)
                 | ApiError::RoleMismatch(_)
                 | ApiError::Gone(_)
                 | ApiError::IdempotencyKeyReused

@@ -78,6 +78,7 @@ fn table() -> Vec<Endpoint> {
     table.extend(crate::tokens::endpoints());
     table.extend(crate::attachments::endpoints());
     table.extend(crate::exports::endpoints());
+    table.extend(crate::schedules::endpoints());
     table
 }
 

@@ -23,6 +23,19 @@ impl Fields {
         self.0.push(FieldError::new(field, message));
     }
 
+    /// An error with a `code` clients match on (`invalid_cron`).
+    pub(crate) fn push_coded(&mut self, field: &str, code: &'static str, message: impl Into<String>) {
+        self.0.push(FieldError { code: Some(code), ..FieldError::new(field, message) });
+    }
+
+    /// Takes in the errors of a nested object checked on its own, each
+    /// field named under `prefix` (`export.`).
+    pub(crate) fn absorb(&mut self, prefix: &str, nested: Fields) {
+        self.0.extend(
+            nested.0.into_iter().map(|error| FieldError { field: format!("{prefix}{}", error.field), ..error }),
+        );
+    }
+
     /// The value of a PATCH field that cannot be null: `None` when left
     /// out, an error naming `field` when sent as `null`.
     pub(crate) fn not_null<T>(&mut self, field: &str, value: Option<Option<T>>) -> Option<T> {

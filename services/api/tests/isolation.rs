@@ -43,6 +43,13 @@ async fn records(app: &TestApp, admin: &str) -> HashMap<&'static str, String> {
     let (_, tokens) = call(app, admin, Method::GET, "/v1/tokens", None).await;
     let (_, export) =
         call(app, admin, Method::POST, "/v1/exports", Some(json!({"kind": "batches", "format": "csv"}))).await;
+    let schedule = json!({
+        "name": "SECRET schedule",
+        "cron": "0 2 * * *",
+        "timezone": "UTC",
+        "export": {"kind": "products", "format": "csv"},
+    });
+    let (_, schedule) = call(app, admin, Method::POST, "/v1/schedules", Some(schedule)).await;
     let id = |v: &Value| v["id"].as_str().unwrap().to_owned();
     HashMap::from([
         ("/v1/products/", id(&product)),
@@ -50,6 +57,7 @@ async fn records(app: &TestApp, admin: &str) -> HashMap<&'static str, String> {
         ("/v1/attachments/", id(&attachment)),
         ("/v1/tokens/", id(&tokens["items"][0])),
         ("/v1/exports/", id(&export)),
+        ("/v1/schedules/", id(&schedule)),
     ])
 }
 
@@ -58,6 +66,8 @@ fn body_for(path: &str, method: &Method) -> Option<Value> {
     match (method.as_str(), path) {
         ("PATCH", p) if p.starts_with("/v1/products/") => Some(json!({"name": "taken over"})),
         ("PATCH", p) if p.starts_with("/v1/batches/") => Some(json!({"status": "cancelled"})),
+        ("PATCH", p) if p.starts_with("/v1/schedules/") => Some(json!({"name": "taken over"})),
+        ("POST", p) if p.ends_with("/pause") => Some(json!({"note": "taken over"})),
         _ => None,
     }
 }
@@ -105,13 +115,14 @@ async fn one_org_cannot_reach_another_orgs_records_through_any_route() {
             }
         }
     }
-    assert!(probed >= 9, "only {probed} operations with an id were probed");
+    assert!(probed >= 17, "only {probed} operations with an id were probed");
 
     for list in [
         "/v1/products",
         "/v1/batches",
         "/v1/tokens",
         "/v1/exports",
+        "/v1/schedules",
         &format!("/v1/batches/{}/attachments", ours["/v1/batches/"]),
     ] {
         let (status, body) = raw(&app, &ours_admin, &Method::GET, list, None).await;

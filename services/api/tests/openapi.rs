@@ -295,10 +295,27 @@ async fn real_answers_fit_the_documented_schemas() {
     check.check(&admin, Method::DELETE, "/v1/tokens/{id}", &revoke, None).await;
     check.check(&viewer, Method::GET, "/v1/tokens", "/v1/tokens", None).await;
 
+    let schedule = json!({"name": "nightly", "cron": "0 2 * * *", "timezone": "Europe/Berlin",
+        "export": {"kind": "batches", "format": "csv", "filters": {"status": "completed"}}});
+    let schedule = check.check(&admin, Method::POST, "/v1/schedules", "/v1/schedules", Some(schedule)).await;
+    let at = format!("/v1/schedules/{}", schedule["id"].as_str().unwrap());
+    check.check(&admin, Method::GET, "/v1/schedules", "/v1/schedules", None).await;
+    check.check(&admin, Method::GET, "/v1/schedules/{id}", &at, None).await;
+    let bad_cron = check.check(&admin, Method::PATCH, "/v1/schedules/{id}", &at, Some(json!({"cron": "x"}))).await;
+    assert_eq!(bad_cron["errors"][0]["code"], "invalid_cron", "{bad_cron}");
+    check.check(&admin, Method::PATCH, "/v1/schedules/{id}", &at, Some(json!({"jitter_secs": 5}))).await;
+    let pause = format!("{at}/pause");
+    check.check(&admin, Method::POST, "/v1/schedules/{id}/pause", &pause, Some(json!({"note": "stock count"}))).await;
+    check.check(&admin, Method::POST, "/v1/schedules/{id}/resume", &format!("{at}/resume"), None).await;
+    check.check(&admin, Method::POST, "/v1/schedules/{id}/run", &format!("{at}/run"), None).await;
+    check.check(&admin, Method::GET, "/v1/schedules/{id}/runs", &format!("{at}/runs"), None).await;
+    check.check(&admin, Method::DELETE, "/v1/schedules/{id}", &at, None).await;
+    common::wait_for_outbox(&app).await;
+
     // `/readyz` may be 200 or 503 while the broker namespace comes up.
     let seen: BTreeSet<u16> =
         check.seen.iter().filter(|(_, path, _)| path != "/readyz").map(|(_, _, status)| *status).collect();
-    assert_eq!(seen, BTreeSet::from([200, 201, 204, 403, 404, 409, 422]), "{:?}", check.seen);
+    assert_eq!(seen, BTreeSet::from([200, 201, 202, 204, 403, 404, 409, 422]), "{:?}", check.seen);
 }
 
 /// Each download is documented with the types it really serves: what an

@@ -44,6 +44,7 @@ pub(crate) struct Elector {
     pub(crate) url: String,
     pub(crate) tick: Duration,
     pub(crate) lease: Duration,
+    pub(crate) max_active_exports: u32,
     pub(crate) relay: OutboxRelay,
     pub(crate) metrics: Arc<SchedulerMetrics>,
     pub(crate) role: Role,
@@ -69,10 +70,12 @@ impl Elector {
                 () = self.shutdown.wait() => break,
             }
             let url = self.url.clone();
-            let (lease, grace) = (self.lease, self.grace());
+            let (lease, grace, max_active) = (self.lease, self.grace(), self.max_active_exports);
             let metrics = Arc::clone(&self.metrics);
             let relay = self.relay.clone();
-            let step = tokio::task::spawn_blocking(move || step(session, &url, lease, grace, &metrics, &relay)).await;
+            let step =
+                tokio::task::spawn_blocking(move || step(session, &url, lease, (grace, max_active), &metrics, &relay))
+                    .await;
             session = match step {
                 Ok(next) => next,
                 Err(error) => {
@@ -114,7 +117,7 @@ fn step(
     session: Option<Session>,
     url: &str,
     lease: Duration,
-    grace: chrono::Duration,
+    (grace, max_active_exports): (chrono::Duration, u32),
     metrics: &SchedulerMetrics,
     relay: &OutboxRelay,
 ) -> Option<Session> {
@@ -142,7 +145,7 @@ fn step(
     }
     loop {
         let started = Instant::now();
-        match tick::tick(&mut session.conn, grace) {
+        match tick::tick(&mut session.conn, grace, max_active_exports) {
             Ok(report) => {
                 metrics.observe(&report, started.elapsed());
                 if !report.jobs.is_empty() {

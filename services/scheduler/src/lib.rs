@@ -46,6 +46,7 @@ impl Application {
             url: leader::session_url(&settings.database.url),
             tick: settings.scheduler.tick,
             lease: settings.scheduler.lease,
+            max_active_exports: settings.scheduler.max_active_exports.get(),
             relay,
             metrics: Arc::clone(&metrics),
             role: role.clone(),

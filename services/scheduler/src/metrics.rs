@@ -61,7 +61,7 @@ impl SchedulerMetrics {
         );
         registry.register(
             "scheduler_runs_skipped",
-            "Slots recorded as skipped because the previous run had not finished (overlap: skip), by schedule",
+            "Slots recorded as skipped, nothing sent: the previous run had not finished (overlap: skip), or the organization was at EXPORTS_MAX_ACTIVE_PER_ORG; by schedule",
             metrics.skipped.clone(),
         );
         registry.register(

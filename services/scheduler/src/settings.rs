@@ -62,6 +62,10 @@ pub struct SchedulerSettings {
     pub lease: Duration,
     /// The zone of the system schedules' patterns (`SCHEDULER_TIMEZONE`).
     pub timezone: Timezone,
+    /// Exports an organization may have queued or running: the api's
+    /// limit, which its export schedules keep too
+    /// (`EXPORTS_MAX_ACTIVE_PER_ORG`).
+    pub max_active_exports: NonZeroU32,
     pub system: SystemSettings,
 }
 
@@ -76,6 +80,8 @@ pub struct SystemSettings {
     pub storage_reconcile: Option<CronExpr>,
 }
 
+/// The api's default of `EXPORTS_MAX_ACTIVE_PER_ORG`.
+pub const DEFAULT_MAX_ACTIVE_EXPORTS: u32 = 10;
 pub const DEFAULT_DB_BACKUP_CRON: &str = "0 2 * * *";
 pub const DEFAULT_MEDIA_BACKUP_CRON: &str = "30 2 * * *";
 pub const DEFAULT_CLEANUP_UPLOADS_HOURS: u8 = 6;
@@ -94,6 +100,10 @@ impl SchedulerSettings {
             tick: Duration::from_millis(env.or("SCHEDULER_TICK_MS", TickMillis(1000))?.0),
             lease: Duration::from_secs(env.or("SCHEDULER_LEASE_SECS", LeaseSecs(10))?.0),
             timezone: env.or("SCHEDULER_TIMEZONE", ZoneSetting(Timezone::UTC))?.0,
+            max_active_exports: env.or(
+                "EXPORTS_MAX_ACTIVE_PER_ORG",
+                NonZeroU32::new(DEFAULT_MAX_ACTIVE_EXPORTS).unwrap_or(NonZeroU32::MIN),
+            )?,
             system: SystemSettings {
                 db_backup: cron("DB_BACKUP_CRON", DEFAULT_DB_BACKUP_CRON)?,
                 media_backup: cron("MEDIA_BACKUP_CRON", DEFAULT_MEDIA_BACKUP_CRON)?,
@@ -175,6 +185,7 @@ mod tests {
         let settings = SchedulerSettings::from_env(&env(&[])).unwrap();
         assert_eq!((settings.tick, settings.lease), (Duration::from_secs(1), Duration::from_secs(10)));
         assert_eq!(settings.timezone, Timezone::UTC);
+        assert_eq!(settings.max_active_exports.get(), 10, "the api's default");
         let system = settings.system;
         assert_eq!(system.db_backup.unwrap().as_str(), DEFAULT_DB_BACKUP_CRON);
         assert_eq!(system.media_backup.unwrap().as_str(), DEFAULT_MEDIA_BACKUP_CRON);
@@ -208,6 +219,7 @@ mod tests {
             ("SCHEDULER_TIMEZONE", "Mars/Olympus"),
             ("SCHEDULER_TICK_MS", "10"),
             ("SCHEDULER_LEASE_SECS", "1"),
+            ("EXPORTS_MAX_ACTIVE_PER_ORG", "0"),
         ] {
             let error = SchedulerSettings::from_env(&env(&[(var, value)])).unwrap_err();
             assert_eq!(error.var(), var);

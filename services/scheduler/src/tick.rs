@@ -7,7 +7,9 @@
 use chrono::{DateTime, Duration, Utc};
 use diesel::{Connection, PgConnection};
 use std::collections::HashMap;
+use stockflow_db::org_schedules;
 use stockflow_db::outbox::RawJob;
+use stockflow_db::schedule_exports::{self, Made};
 use stockflow_db::schedule_runs::{self, NewRun};
 use stockflow_db::schedules::{self, Advance, ScheduleRow};
 use stockflow_domain::{
@@ -35,7 +37,8 @@ pub struct TickReport {
     pub jobs: Vec<Uuid>,
     /// Runs fired, by metric label (a system schedule's name, or `org`).
     pub fired: HashMap<String, u64>,
-    /// Slots recorded as skipped (overlap), by label.
+    /// Slots recorded as skipped (overlap, or an organization at its
+    /// limit of active exports), by label.
     pub skipped: HashMap<String, u64>,
     /// Schedules that found missed slots, by label.
     pub misfired: HashMap<String, u64>,
@@ -50,8 +53,12 @@ pub fn label(row: &ScheduleRow) -> String {
 }
 
 /// One transaction's worth of due schedules; call again while `claimed`
-/// equals [`BATCH`].
-pub fn tick(conn: &mut PgConnection, grace: Duration) -> Result<TickReport, TickError> {
+/// equals [`BATCH`]. An organization's export schedule makes its export
+/// as `POST /v1/exports` would, within the organization's
+/// `max_active_exports`; a slot that finds the organization at its limit
+/// is recorded as skipped, saying so, and the schedule goes on with its
+/// next slot.
+pub fn tick(conn: &mut PgConnection, grace: Duration, max_active_exports: u32) -> Result<TickReport, TickError> {
     conn.transaction(|conn| {
         if !schedules::holds_lead(conn)? {
             return Err(TickError::NotLeader);
@@ -65,9 +72,14 @@ pub fn tick(conn: &mut PgConnection, grace: Duration) -> Result<TickReport, Tick
         let ids: Vec<Uuid> = due.iter().map(|row| row.id).collect();
         schedule_runs::mark_lost(conn, &ids, now)?;
         let open = schedule_runs::with_open_runs(conn, &ids)?;
+        let mut orgs: Vec<Uuid> = due.iter().filter_map(|row| row.org_id).collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        let mut active = schedule_exports::lock_active_counts(conn, &orgs)?;
 
         let mut runs = Vec::new();
         let mut jobs: HashMap<Uuid, RawJob> = HashMap::new();
+        let mut made: HashMap<Uuid, Made> = HashMap::new();
         let mut moves = Vec::with_capacity(due.len());
         // Schedules often share a pattern and zone: each pair is parsed once.
         let mut timings: HashMap<(&str, &str), Result<Timing, String>> = HashMap::new();
@@ -108,6 +120,34 @@ pub fn tick(conn: &mut PgConnection, grace: Duration) -> Result<TickReport, Tick
             let mut last_status = None;
             for (slot, decision) in plan.slots {
                 match decision {
+                    Decision::Fire if row.org_id.is_some() => {
+                        let Some((org, spec)) = row.org_id.zip(org_schedules::export_of(row)) else {
+                            broken(conn, row, "its payload is not an export this version can make", &mut report)?;
+                            last_status = None;
+                            break;
+                        };
+                        let count = active.entry(org).or_default();
+                        if *count >= i64::from(max_active_exports) {
+                            let detail = format!(
+                                "the organization already had {count} exports queued or running \
+                                 (EXPORTS_MAX_ACTIVE_PER_ORG)"
+                            );
+                            runs.push(NewRun { detail: Some(detail), ..NewRun::skipped(row.id, slot, now) });
+                            *report.skipped.entry(label.clone()).or_default() += 1;
+                            last_status = last_status.or(Some(RunOutcome::Skipped.as_str()));
+                            continue;
+                        }
+                        *count += 1;
+                        let export = schedule_exports::make(org, row.created_by, &spec, correlation(row, slot), now);
+                        let run = NewRun {
+                            export_id: Some(export.export.id),
+                            ..NewRun::sent(row.id, slot, RunTrigger::Scheduled, export.job.id, now)
+                        };
+                        made.insert(run.id, export);
+                        runs.push(run);
+                        *report.fired.entry(label.clone()).or_default() += 1;
+                        last_status = Some(RunOutcome::Enqueued.as_str());
+                    }
                     Decision::Fire => match message(row, slot, now) {
                         Ok(job) => {
                             let run = NewRun::sent(row.id, slot, RunTrigger::Scheduled, job.id, now);
@@ -132,12 +172,9 @@ pub fn tick(conn: &mut PgConnection, grace: Duration) -> Result<TickReport, Tick
             moves.push(Advance { id: row.id, next_run_at, last_run_at: last_status.map(|_| now), last_status });
         }
         // A slot already recorded (which only a buggy replica could cause)
-        // keeps its first run, and its job is not sent again.
-        let written = schedule_runs::insert_many(conn, &runs)?;
-        let jobs: Vec<RawJob> = jobs.into_iter().filter(|(run, _)| written.contains(run)).map(|(_, job)| job).collect();
-        stockflow_db::outbox::insert_raw(conn, &jobs)?;
+        // keeps its first run, and its job and export are not made again.
+        report.jobs = schedule_exports::record(conn, &runs, jobs, made)?;
         schedules::advance(conn, &moves)?;
-        report.jobs = jobs.into_iter().map(|job| job.id).collect();
         Ok(report)
     })
 }
@@ -153,7 +190,7 @@ fn broken(conn: &mut PgConnection, row: &ScheduleRow, reason: &str, report: &mut
 /// its routing key names (so it is exactly what `proto/` describes), in an
 /// envelope whose correlation id names the schedule and the slot.
 pub fn message(row: &ScheduleRow, slot: DateTime<Utc>, now: DateTime<Utc>) -> Result<RawJob, String> {
-    let correlation = format!("schedule:{}:{}", row.id, slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    let correlation = correlation(row, slot);
     let payload = &row.payload;
     let message = match row.routing_key.as_str() {
         BackupDatabase::TYPE => envelope::<BackupDatabase>(payload, correlation, now),
@@ -165,6 +202,11 @@ pub fn message(row: &ScheduleRow, slot: DateTime<Utc>, now: DateTime<Utc>) -> Re
         other => Err(format!("no job of type {other:?} can be scheduled")),
     }?;
     Ok(message)
+}
+
+/// `schedule:<id>:<slot>`: what ties a job to the slot that sent it.
+fn correlation(row: &ScheduleRow, slot: DateTime<Utc>) -> String {
+    format!("schedule:{}:{}", row.id, slot.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 fn envelope<P: Job>(payload: &serde_json::Value, correlation: String, now: DateTime<Utc>) -> Result<RawJob, String> {

@@ -5,8 +5,10 @@ pub(crate) mod problems;
 mod schemas;
 
 pub(crate) use schemas::{
-    Binary, ExportRequest, JsonValue, batch_code, batch_status, decimal_input, email, error_code, expires_in,
-    json_object, name_search, notes, notes_patch, product_name, role, sku, sku_prefix, token_name, unit,
+    Binary, ExportRequest, JsonValue, batch_code, batch_status, cron, decimal_input, email, error_code, expires_in,
+    field_error_code, json_object, last_status, misfire_policy, name_search, notes, notes_patch, overlap_policy,
+    pause_note, product_name, role, run_outcome, run_trigger, schedule_export, schedule_name, sku, sku_prefix,
+    timezone, token_name, unit,
 };
 
 use actix_web::HttpResponse;
@@ -62,6 +64,15 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
         crate::exports::create,
         crate::exports::get,
         crate::exports::content,
+        crate::schedules::list,
+        crate::schedules::create,
+        crate::schedules::get,
+        crate::schedules::update,
+        crate::schedules::delete,
+        crate::schedules::run,
+        crate::schedules::pause,
+        crate::schedules::resume,
+        crate::schedules::runs,
     ),
     components(
         schemas(crate::problem::Problem, crate::problem::FieldError, JsonValue, ExportRequest),
@@ -77,6 +88,8 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
             problems::RoleMismatch,
             problems::Expired,
             problems::IdempotencyKeyReused,
+            problems::ReadOnly,
+            problems::ScheduleConflict,
             problems::BatchConflict,
             problems::TooManyExports,
             problems::PayloadTooLarge,
@@ -93,6 +106,7 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
         (name = "attachments", description = "Files attached to batches"),
         (name = "tokens", description = "API tokens and who holds them"),
         (name = "exports", description = "Reports of batches or products, made in the background"),
+        (name = "schedules", description = "Exports made on a cron schedule, and the installation's own schedules (admins)"),
         (name = "operations", description = "Health, readiness, metrics and this document; no token"),
     ),
 )]

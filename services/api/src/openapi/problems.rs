@@ -57,6 +57,14 @@ problem!(
     BatchConflict, 409, ["conflict", "missing_reference"]
 );
 problem!(
+    /// The schedule is the installation's own (`system: true`): only the scheduler's settings change it.
+    ReadOnly, 409, ["read_only"]
+);
+problem!(
+    /// The name is taken by another of the organization's schedules (`conflict`, `field` names it), or the schedule is the installation's own (`read_only`).
+    ScheduleConflict, 409, ["conflict", "read_only"]
+);
+problem!(
     /// The `Idempotency-Key` was used before with another request body.
     IdempotencyKeyReused, 409, ["idempotency_key_reused"]
 );

@@ -4,8 +4,9 @@
 
 use crate::problem::CODES;
 use stockflow_domain::{
-    BatchCode, BatchStatus, Email, ExportFormat, ExportKind, JsonObject, NameSearch, Notes, ProductName, Quantity,
-    Role, Sku, SkuPrefix, TextRule, TokenLifetime, TokenName, Unit,
+    BatchCode, BatchStatus, Email, ExportFormat, ExportKind, JsonObject, MisfirePolicy, NameSearch, Notes,
+    OverlapPolicy, PauseNote, ProductName, Quantity, Role, RunOutcome, RunTrigger, ScheduleError, ScheduleName, Sku,
+    SkuPrefix, TextRule, Timezone, TokenLifetime, TokenName, Unit,
 };
 use utoipa::openapi::schema::{
     AdditionalProperties, AnyOfBuilder, ArrayBuilder, KnownFormat, Object, ObjectBuilder, OneOfBuilder, Schema,
@@ -230,6 +231,84 @@ impl ToSchema for ExportRequest {
     fn name() -> std::borrow::Cow<'static, str> {
         "CreateExport".into()
     }
+}
+
+pub(crate) fn schedule_name() -> Object {
+    text(ScheduleName::RULE)
+        .description(Some("Not blank, no control characters; stored trimmed; unique in the organization."))
+        .examples(["nightly batches"])
+        .build()
+}
+
+pub(crate) fn cron() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(200))
+        .description(Some(
+            "5 fields (minute hour day-of-month month day-of-week), 6 with a leading seconds field, or an alias \
+             such as `@daily`; read on the wall clock of `timezone`. A pattern the parser refuses, or one that \
+             matches no date, is a 422 whose error has `code` `invalid_cron` and the parser's reason.",
+        ))
+        .examples(["0 2 * * *"])
+        .build()
+}
+
+pub(crate) fn timezone() -> Object {
+    strings(Timezone::names())
+        .description(Some("An IANA time zone name; any other is a 422 whose error has `code` `unknown_timezone`."))
+        .examples(["Europe/Berlin"])
+        .build()
+}
+
+pub(crate) fn misfire_policy() -> Object {
+    strings(MisfirePolicy::ALL.iter().map(|policy| policy.as_str()))
+        .description(Some(
+            "Slots missed while no scheduler ran: `coalesce` fires the latest once, `skip` none, `fire_all` each \
+             one within `catchup_window_secs`.",
+        ))
+        .build()
+}
+
+pub(crate) fn overlap_policy() -> Object {
+    strings(OverlapPolicy::ALL.iter().map(|policy| policy.as_str()))
+        .description(Some(
+            "A slot while the previous run's export has not finished: `skip` records it as skipped, `allow` fires it.",
+        ))
+        .build()
+}
+
+pub(crate) fn run_trigger() -> Object {
+    strings(RunTrigger::ALL.iter().map(|trigger| trigger.as_str())).build()
+}
+
+pub(crate) fn run_outcome() -> Object {
+    strings(RunOutcome::ALL.iter().map(|outcome| outcome.as_str())).build()
+}
+
+/// The outcome of the latest run, or null before the first.
+pub(crate) fn last_status() -> Object {
+    let values = RunOutcome::ALL.iter().map(|outcome| serde_json::Value::from(outcome.as_str()));
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(values.chain([serde_json::Value::Null])))
+        .build()
+}
+
+pub(crate) fn pause_note() -> Object {
+    nullable(text(PauseNote::RULE)).description(Some("Not blank, no control characters; stored trimmed.")).build()
+}
+
+/// `code` of a field error, where it has one.
+pub(crate) fn field_error_code() -> Object {
+    let invalid_cron = ScheduleError::InvalidCron(String::new()).code();
+    let unknown_timezone = ScheduleError::UnknownTimezone(String::new()).code();
+    strings([invalid_cron, unknown_timezone]).build()
+}
+
+/// `export` of a schedule: the body of `POST /v1/exports`.
+pub(crate) fn schedule_export() -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(ExportRequest::name()))
 }
 
 /// A file's bytes, of whatever type it has.
