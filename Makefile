@@ -58,5 +58,5 @@ bench-quick-run:
 	$(CARGO) build --locked -p stockflow-storage -p stockflow-queue --examples
 	STOCKFLOW_BIN_DIR=$(TARGET_DIR)/debug python3 bench/run.py --quick
 
-clean-test-dbs: ## Drop test databases left behind by killed test runs
+clean-test-dbs: ## Drop test databases left behind by killed test runs, and old test templates
 	@bash scripts/services.sh clean-test-dbs

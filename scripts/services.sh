@@ -16,8 +16,9 @@
 #   down    stop only what `up` started (see var/services/started/). Called by
 #           `make services-stop`.
 #   status  one line per service; exits 1 if any service is not reachable.
-#   clean-test-dbs  drop per-test databases left behind by killed test runs
-#           (`make clean-test-dbs`).
+#   clean-test-dbs  drop per-test databases left behind by killed test runs,
+#           and the migrated templates they are cloned from (the next test
+#           run builds its own again) (`make clean-test-dbs`).
 #
 # up/down need root (the script re-runs itself through sudo when available).
 # State lives in var/services/: pidfiles, logs, and started/<service> markers.
@@ -604,7 +605,7 @@ cmd_clean_test_dbs() {
     die "postgresql: not reachable on 127.0.0.1:$PG_PORT (run \`make services\`)"
   fi
   names=$(pg_admin_psql -At <<<"SELECT datname FROM pg_database
-    WHERE datname ~ '^stockflow_test_[0-9a-f]{32}\$' ORDER BY 1") ||
+    WHERE datname ~ '^stockflow_(test_[0-9a-f]{32}|tpl_[0-9a-f]{12}(_building)?)\$' ORDER BY 1") ||
     die "postgresql: could not list test databases"
   for name in $names; do
     if pg_admin_psql -v name="$name" <<<'DROP DATABASE :"name";' 2>/dev/null; then

@@ -125,20 +125,40 @@ fn build_template(admin: &mut PgConnection, name: &str) {
     diesel::sql_query(format!(r#"ALTER DATABASE "{building}" RENAME TO "{name}""#))
         .execute(admin)
         .expect("rename template");
+    // When it was built, for `drop_stale_templates`.
+    diesel::sql_query(format!(r#"COMMENT ON DATABASE "{name}" IS 'stockflow test template built {}'"#, unix_now()))
+        .execute(admin)
+        .expect("date the template");
     drop_stale_templates(admin, name);
 }
 
-/// Templates of older migrations are dead weight once a newer one exists.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A template of other migrations may still be in use by a run of another
+/// checkout on this machine (a branch with one more migration, a CI clone):
+/// only templates built more than a day ago are dropped, and templates
+/// without a date are left to `make clean-test-dbs`.
+const TEMPLATE_KEPT_SECS: u64 = 24 * 3600;
+
+/// Templates of older migrations are dead weight once they are old.
 fn drop_stale_templates(admin: &mut PgConnection, current: &str) {
     #[derive(diesel::QueryableByName)]
     struct Name {
         #[diesel(sql_type = diesel::sql_types::Text)]
         datname: String,
     }
+    let built_before = unix_now().saturating_sub(TEMPLATE_KEPT_SECS).to_string();
     let stale: Vec<Name> = diesel::sql_query(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'stockflow\\_tpl\\_%' AND datname NOT LIKE '%\\_building' AND datname <> $1",
+        "SELECT datname FROM pg_database d \
+         JOIN pg_shdescription s ON s.objoid = d.oid AND s.classoid = 'pg_database'::regclass \
+         WHERE datname LIKE 'stockflow\\_tpl\\_%' AND datname NOT LIKE '%\\_building' AND datname <> $1 \
+         AND s.description ~ '^stockflow test template built [0-9]+$' \
+         AND split_part(s.description, ' ', 5)::bigint < $2::bigint",
     )
     .bind::<diesel::sql_types::Text, _>(current)
+    .bind::<diesel::sql_types::Text, _>(built_before)
     .load(admin)
     .unwrap_or_default();
     for Name { datname } in stale {
