@@ -35,6 +35,10 @@ pub enum ApiError {
     /// The record's file is gone for good (an expired export).
     #[error("{0}")]
     Gone(String),
+    /// The record's file should exist but the storage reconciliation found
+    /// it gone; `{0}` names the record.
+    #[error("the {0}'s file is missing from storage; it cannot be downloaded")]
+    ContentMissing(&'static str),
     #[error("this Idempotency-Key was used with another request body")]
     IdempotencyKeyReused,
     /// The organization has as many exports queued or running as it may
@@ -66,7 +70,7 @@ pub enum ApiError {
 /// Every `code` with its status and title, for the OpenAPI document. The
 /// test below matches `ApiError` without a wildcard, so a new variant stops
 /// it compiling until it is added there, and then fails it until listed here.
-pub(crate) const CODES: [(&str, u16, &str); 19] = [
+pub(crate) const CODES: [(&str, u16, &str); 20] = [
     ("bad_request", 400, "Malformed request"),
     ("unauthorized", 401, "Authentication required"),
     ("forbidden", 403, "Not allowed"),
@@ -79,6 +83,7 @@ pub(crate) const CODES: [(&str, u16, &str); 19] = [
     ("not_ready", 409, "Not ready"),
     ("role_mismatch", 409, "Role mismatch"),
     ("expired", 410, "Expired"),
+    ("content_missing", 410, "Content missing"),
     ("payload_too_large", 413, "Request too large"),
     ("unsupported_media_type", 415, "Unsupported file type"),
     ("validation_failed", 422, "Invalid request"),
@@ -151,6 +156,7 @@ impl ApiError {
             Self::NotReady(_) => "not_ready",
             Self::RoleMismatch(_) => "role_mismatch",
             Self::Gone(_) => "expired",
+            Self::ContentMissing(_) => "content_missing",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::TooManyExports(_) => "too_many_exports",
             Self::BadRequest(_) => "bad_request",
@@ -175,6 +181,7 @@ impl ApiError {
             Self::NotReady(_) => "Not ready",
             Self::RoleMismatch(_) => "Role mismatch",
             Self::Gone(_) => "Expired",
+            Self::ContentMissing(_) => "Content missing",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::TooManyExports(_) => "Too many exports",
             Self::BadRequest(_) => "Malformed request",
@@ -229,7 +236,7 @@ impl ResponseError for ApiError {
             | Self::NotReady(_)
             | Self::RoleMismatch(_)
             | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
-            Self::Gone(_) => StatusCode::GONE,
+            Self::Gone(_) | Self::ContentMissing(_) => StatusCode::GONE,
             Self::TooManyExports(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -298,6 +305,7 @@ mod tests {
             ApiError::NotReady("running".to_owned()),
             ApiError::RoleMismatch("admin".to_owned()),
             ApiError::Gone("expired".to_owned()),
+            ApiError::ContentMissing("export"),
             ApiError::IdempotencyKeyReused,
             ApiError::TooManyExports(10),
             ApiError::BadRequest("bad".to_owned()),
@@ -320,6 +328,7 @@ mod tests {
                 | ApiError::NotReady(_)
                 | ApiError::RoleMismatch(_)
                 | ApiError::Gone(_)
+                | ApiError::ContentMissing(_)
                 | ApiError::IdempotencyKeyReused
                 | ApiError::TooManyExports(_)
                 | ApiError::BadRequest(_)

@@ -73,8 +73,12 @@ problem!(
     NotReady, 409, ["not_ready"]
 );
 problem!(
-    /// The export's file was removed after `EXPORT_RETENTION_DAYS`; request a new export.
-    Expired, 410, ["expired"]
+    /// The export's file was removed after `EXPORT_RETENTION_DAYS` (`expired`; request a new export), or the storage reconciliation found it gone (`content_missing`).
+    Expired, 410, ["expired", "content_missing"]
+);
+problem!(
+    /// The storage reconciliation found the file gone; the record stays, its content cannot be downloaded.
+    ContentMissing, 410, ["content_missing"]
 );
 problem!(
     /// The organization already has `EXPORTS_MAX_ACTIVE_PER_ORG` exports queued or running; retry after the delay.
