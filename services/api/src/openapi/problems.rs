@@ -109,9 +109,9 @@ problem!(
 
 fn build(description: &str, status: u16, codes: &[&str], headers: &[(&str, &str)]) -> ResponseBuilder {
     // The example is the first code's problem as the api renders it.
-    let (code, title) = CODES
+    let (code, title) = codes
         .iter()
-        .find(|(code, answers, _)| codes.contains(code) && *answers == status)
+        .find_map(|wanted| CODES.iter().find(|(code, answers, _)| code == wanted && *answers == status))
         .map_or(("internal_error", "Internal server error"), |&(code, _, title)| (code, title));
     let example = serde_json::json!({
         "type": format!("https://stockflow.dev/problems/{code}"),
