@@ -5,6 +5,7 @@
 use crate::schema::attachments;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Integer};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -109,4 +110,37 @@ pub fn delete(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Optio
         .returning(attachments::storage_key)
         .get_result(conn)
         .optional()
+}
+
+/// Up to `limit` uploads still pending `grace_minutes` after they started
+/// (by the database's clock), oldest first (`attachments_pending_idx`):
+/// their upload died with its process.
+pub fn stale_pending(conn: &mut PgConnection, grace_minutes: i32, limit: i64) -> QueryResult<Vec<Attachment>> {
+    attachments::table
+        .filter(attachments::state.eq("pending"))
+        .filter(
+            diesel::dsl::sql::<Bool>("attachments.created_at <= now() - make_interval(mins => ")
+                .bind::<Integer, _>(grace_minutes)
+                .sql(")"),
+        )
+        .order(attachments::created_at)
+        .limit(limit)
+        .select(Attachment::as_select())
+        .load(conn)
+}
+
+/// What the reconciliation compares with an organization's attachment
+/// objects: every row, in any state, and its key.
+pub fn keys_of(conn: &mut PgConnection, org: Uuid) -> QueryResult<Vec<(Uuid, String, String)>> {
+    attachments::table
+        .filter(attachments::org_id.eq(org))
+        .select((attachments::id, attachments::storage_key, attachments::state))
+        .load(conn)
+}
+
+/// Marks `missing` those of `ids` still stored; returns how many changed.
+pub fn mark_missing(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+    diesel::update(attachments::table.filter(attachments::id.eq_any(ids)).filter(attachments::state.eq("stored")))
+        .set(attachments::state.eq("missing"))
+        .execute(conn)
 }

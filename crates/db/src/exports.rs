@@ -11,6 +11,7 @@ use crate::page::{After, WriteError};
 use crate::schema::{exports, organizations};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 use std::fmt;
 use stockflow_domain::{Envelope, ExportFilters, ExportFormat, ExportRequested, ExportStatus};
 use uuid::Uuid;
@@ -163,22 +164,42 @@ pub fn count_active(conn: &mut PgConnection, org: Uuid) -> QueryResult<i64> {
 
 fn find_by_idempotency_key(conn: &mut PgConnection, org: Uuid, key: Option<&str>) -> QueryResult<Option<ExportRow>> {
     let Some(key) = key else { return Ok(None) };
-    exports::table
+    let row = exports::table
         .filter(exports::org_id.eq(org).and(exports::idempotency_key.eq(key)))
-        .select(ExportRow::as_select())
+        .select(as_read_now())
         .first(conn)
-        .optional()
+        .optional()?;
+    Ok(row.map(as_of_now))
 }
 
+/// The export as clients see it: one past its `expires_at` (by the
+/// database's clock) reads as `expired` even before the sweep removed its
+/// file, so a download never depends on when the sweep last ran.
 pub fn find(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<ExportRow>> {
-    exports::table
+    let row = exports::table
         .filter(exports::org_id.eq(org).and(exports::id.eq(id)))
-        .select(ExportRow::as_select())
+        .select(as_read_now())
         .first(conn)
-        .optional()
+        .optional()?;
+    Ok(row.map(as_of_now))
 }
 
-/// Newest first; `after` is the last row of the previous page.
+/// The row and whether it is past its expiry now.
+type ReadNow = (diesel::helper_types::AsSelect<ExportRow, diesel::pg::Pg>, diesel::expression::SqlLiteral<Bool>);
+
+fn as_read_now() -> ReadNow {
+    (ExportRow::as_select(), diesel::dsl::sql::<Bool>("(exports.status = 'succeeded' AND exports.expires_at <= now())"))
+}
+
+fn as_of_now((mut row, past_expiry): (ExportRow, bool)) -> ExportRow {
+    if past_expiry {
+        row.status = ExportStatus::Expired.as_str().to_owned();
+    }
+    row
+}
+
+/// Newest first, as [`find`] reads them; `after` is the last row of the
+/// previous page.
 pub fn list(conn: &mut PgConnection, org: Uuid, after: Option<&After>, limit: i64) -> QueryResult<Vec<ExportRow>> {
     let mut query = exports::table.filter(exports::org_id.eq(org)).into_boxed();
     if let Some(after) = after {
@@ -186,7 +207,9 @@ pub fn list(conn: &mut PgConnection, org: Uuid, after: Option<&After>, limit: i6
             exports::created_at.lt(after.at).or(exports::created_at.eq(after.at).and(exports::id.lt(after.id))),
         );
     }
-    query.order((exports::created_at.desc(), exports::id.desc())).limit(limit).select(ExportRow::as_select()).load(conn)
+    let rows =
+        query.order((exports::created_at.desc(), exports::id.desc())).limit(limit).select(as_read_now()).load(conn)?;
+    Ok(rows.into_iter().map(as_of_now).collect())
 }
 
 /// The organization an export belongs to, whichever it is: only to say
@@ -263,6 +286,77 @@ pub fn mark_failed(conn: &mut PgConnection, org: Uuid, id: Uuid, failure: Export
             exports::finished_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
+}
+
+/// A succeeded export whose file is due for removal.
+#[derive(Debug, Clone, Queryable)]
+pub struct DueExport {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub storage_key: Option<String>,
+}
+
+/// Up to `limit` succeeded exports past their `expires_at` by the
+/// database's clock, soonest expired first (`exports_expiry_idx`).
+pub fn due_for_expiry(conn: &mut PgConnection, limit: i64) -> QueryResult<Vec<DueExport>> {
+    exports::table
+        .filter(exports::status.eq(ExportStatus::Succeeded.as_str()))
+        .filter(exports::expires_at.le(diesel::dsl::now))
+        .order(exports::expires_at)
+        .limit(limit)
+        .select((exports::id, exports::org_id, exports::storage_key))
+        .load(conn)
+}
+
+/// Marks `expired` those of `ids` still succeeded and past expiry, once
+/// their files are gone; returns how many changed.
+pub fn mark_expired(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+    diesel::update(
+        exports::table
+            .filter(exports::id.eq_any(ids))
+            .filter(exports::status.eq(ExportStatus::Succeeded.as_str()))
+            .filter(exports::expires_at.le(diesel::dsl::now)),
+    )
+    .set(exports::status.eq(ExportStatus::Expired.as_str()))
+    .execute(conn)
+}
+
+/// What the reconciliation compares with an organization's export objects:
+/// each export that has, or is about to have, a file.
+#[derive(Debug, Clone, Queryable)]
+pub struct ExportFile {
+    pub id: Uuid,
+    pub status: String,
+    pub format: String,
+    pub storage_key: Option<String>,
+    /// Past `expires_at`: the expiry sweep, not the reconciliation, deals with it.
+    pub past_expiry: bool,
+}
+
+/// The organization's exports that are queued, running (their file may be
+/// being written) or succeeded; failed, expired and missing ones name no
+/// file that should exist.
+pub fn files_of(conn: &mut PgConnection, org: Uuid) -> QueryResult<Vec<ExportFile>> {
+    let live = [ExportStatus::Queued.as_str(), ExportStatus::Running.as_str(), ExportStatus::Succeeded.as_str()];
+    exports::table
+        .filter(exports::org_id.eq(org).and(exports::status.eq_any(live)))
+        .select((
+            exports::id,
+            exports::status,
+            exports::format,
+            exports::storage_key,
+            diesel::dsl::sql::<Bool>("coalesce(exports.expires_at <= now(), false)"),
+        ))
+        .load(conn)
+}
+
+/// Marks `missing` those of `ids` still succeeded; returns how many changed.
+pub fn mark_missing(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+    diesel::update(
+        exports::table.filter(exports::id.eq_any(ids)).filter(exports::status.eq(ExportStatus::Succeeded.as_str())),
+    )
+    .set(exports::status.eq(ExportStatus::Missing.as_str()))
+    .execute(conn)
 }
 
 #[cfg(test)]

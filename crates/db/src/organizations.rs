@@ -31,3 +31,8 @@ pub fn find_or_create(conn: &mut PgConnection, slug: &OrgSlug) -> QueryResult<Or
         .execute(conn)?;
     organizations::table.filter(organizations::slug.eq(slug.as_str())).select(Organization::as_select()).first(conn)
 }
+
+/// Every organization's id, for work that goes through them one by one.
+pub fn ids(conn: &mut PgConnection) -> QueryResult<Vec<Uuid>> {
+    organizations::table.select(organizations::id).order(organizations::id).load(conn)
+}

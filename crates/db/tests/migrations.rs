@@ -39,6 +39,33 @@ fn migrations_go_up_down_and_up_again() {
     assert!(stockflow_db::run_pending(&mut conn).expect("no-op").is_empty());
 }
 
+/// The previous schema has no `missing` export: its down.sql keeps such
+/// rows, as `expired`, rather than failing or dropping them.
+#[test]
+fn a_missing_export_reverts_to_expired() {
+    use diesel_migrations::MigrationHarness;
+    let database = TestDatabase::create();
+    let mut conn = database.connect();
+    diesel::sql_query("INSERT INTO organizations (slug, name) VALUES ('acme', 'Acme')").execute(&mut conn).unwrap();
+    diesel::sql_query(
+        "INSERT INTO exports (org_id, kind, format, status) SELECT id, 'batches', 'csv', 'missing' FROM organizations",
+    )
+    .execute(&mut conn)
+    .unwrap();
+    loop {
+        let reverted = conn.revert_last_migration(stockflow_db::MIGRATIONS).expect("revert one").to_string();
+        if reverted.starts_with("20261130000002") || reverted.starts_with("2026-11-30-000002") {
+            break;
+        }
+    }
+    let kept = diesel::sql_query("SELECT count(*) AS n FROM exports WHERE status = 'expired'")
+        .get_result::<Count>(&mut conn)
+        .unwrap()
+        .n;
+    assert_eq!(kept, 1);
+    assert!(!stockflow_db::run_pending(&mut conn).expect("up again").is_empty());
+}
+
 /// `schema.rs` must name exactly the tables and columns the migrations
 /// create, in the same order, or Diesel queries fail at run time.
 #[test]

@@ -75,16 +75,19 @@ pub enum ExportStatus {
     Failed,
     /// Succeeded once; its file was removed after `EXPORT_RETENTION_DAYS`.
     Expired,
+    /// Succeeded once; the storage reconciliation found its file gone.
+    Missing,
 }
 
 impl ExportStatus {
-    pub const ALL: [Self; 5] = [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Expired];
+    pub const ALL: [Self; 6] =
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Expired, Self::Missing];
 
     pub fn parse(raw: &str) -> Result<Self, ParseError> {
         Self::ALL
             .into_iter()
             .find(|status| status.as_str() == raw)
-            .ok_or(ParseError::new("status", "queued, running, succeeded, failed or expired"))
+            .ok_or(ParseError::new("status", "queued, running, succeeded, failed, expired or missing"))
     }
 
     pub fn as_str(self) -> &'static str {
@@ -94,12 +97,13 @@ impl ExportStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Expired => "expired",
+            Self::Missing => "missing",
         }
     }
 
     /// A finished export is never run again, whatever is redelivered.
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Expired)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Expired | Self::Missing)
     }
 }
 
@@ -245,7 +249,10 @@ mod tests {
     #[test]
     fn only_terminal_states_are_finished() {
         let finished: Vec<_> = ExportStatus::ALL.into_iter().filter(|s| s.is_finished()).collect();
-        assert_eq!(finished, [ExportStatus::Succeeded, ExportStatus::Failed, ExportStatus::Expired]);
+        assert_eq!(
+            finished,
+            [ExportStatus::Succeeded, ExportStatus::Failed, ExportStatus::Expired, ExportStatus::Missing]
+        );
         for status in ExportStatus::ALL {
             assert_eq!(ExportStatus::parse(status.as_str()), Ok(status));
         }

@@ -51,8 +51,10 @@ pub(crate) struct ExportView {
     /// The filters as given, after validation.
     #[schema(value_type = Object, example = json!({"status": "completed"}))]
     filters: Value,
-    /// `queued` -> `running` -> `succeeded` or `failed`; `expired` once the
-    /// file is removed after `EXPORT_RETENTION_DAYS`.
+    /// `queued` -> `running` -> `succeeded` or `failed`; `expired` once
+    /// `expires_at` has passed (`EXPORT_RETENTION_DAYS`), whether or not the
+    /// file was removed yet; `missing` when the storage reconciliation found
+    /// the file of a succeeded export gone.
     #[schema(value_type = String, example = "queued")]
     status: ExportStatus,
     /// Runs started, retries included.
@@ -349,7 +351,8 @@ pub(crate) async fn get(
     path = "/v1/exports/{id}/content",
     tag = "exports",
     operation_id = "download_export",
-    description = "The file of a succeeded export, delivered as attachments are (`ATTACHMENT_DELIVERY`).",
+    description = "The file of a succeeded export, delivered as attachments are (`ATTACHMENT_DELIVERY`). \
+        410 `expired` as soon as `expires_at` has passed; 410 `content_missing` when the file was found gone.",
     params(
         ("id" = Uuid, Path, description = "The export's id"),
         ("Range" = Option<String>, Header, description = "One `bytes=` range, when streamed"),
@@ -387,6 +390,7 @@ pub(crate) async fn content(
     match export.status() {
         ExportStatus::Succeeded => {}
         ExportStatus::Expired => return Err(ApiError::Gone("the export's file has expired".to_owned())),
+        ExportStatus::Missing => return Err(ApiError::ContentMissing("export")),
         status => return Err(ApiError::NotReady(format!("the export is {}", status.as_str()))),
     }
     let key = export.storage_key.as_deref().and_then(|key| Key::parse(key).ok()).ok_or_else(|| {

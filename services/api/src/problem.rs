@@ -39,6 +39,10 @@ pub enum ApiError {
     /// The record's file is gone for good (an expired export).
     #[error("{0}")]
     Gone(String),
+    /// The record's file should exist but the storage reconciliation found
+    /// it gone; `{0}` names the record.
+    #[error("the {0}'s file is missing from storage; it cannot be downloaded")]
+    ContentMissing(&'static str),
     #[error("this Idempotency-Key was used with another request body")]
     IdempotencyKeyReused,
     /// The organization has as many exports queued or running as it may
@@ -70,7 +74,7 @@ pub enum ApiError {
 /// Every `code` with its status and title, for the OpenAPI document. The
 /// test below matches `ApiError` without a wildcard, so a new variant stops
 /// it compiling until it is added there, and then fails it until listed here.
-pub(crate) const CODES: [(&str, u16, &str); 20] = [
+pub(crate) const CODES: [(&str, u16, &str); 21] = [
     ("bad_request", 400, "Malformed request"),
     ("unauthorized", 401, "Authentication required"),
     ("forbidden", 403, "Not allowed"),
@@ -83,6 +87,7 @@ pub(crate) const CODES: [(&str, u16, &str); 20] = [
     ("not_ready", 409, "Not ready"),
     ("read_only", 409, "Read-only"),
     ("role_mismatch", 409, "Role mismatch"),
+    ("content_missing", 410, "Content missing"),
     ("expired", 410, "Expired"),
     ("payload_too_large", 413, "Request too large"),
     ("unsupported_media_type", 415, "Unsupported file type"),
@@ -162,6 +167,7 @@ impl ApiError {
             Self::ReadOnly(_) => "read_only",
             Self::RoleMismatch(_) => "role_mismatch",
             Self::Gone(_) => "expired",
+            Self::ContentMissing(_) => "content_missing",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::TooManyExports(_) => "too_many_exports",
             Self::BadRequest(_) => "bad_request",
@@ -187,6 +193,7 @@ impl ApiError {
             Self::ReadOnly(_) => "Read-only",
             Self::RoleMismatch(_) => "Role mismatch",
             Self::Gone(_) => "Expired",
+            Self::ContentMissing(_) => "Content missing",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::TooManyExports(_) => "Too many exports",
             Self::BadRequest(_) => "Malformed request",
@@ -242,7 +249,7 @@ impl ResponseError for ApiError {
             | Self::ReadOnly(_)
             | Self::RoleMismatch(_)
             | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
-            Self::Gone(_) => StatusCode::GONE,
+            Self::Gone(_) | Self::ContentMissing(_) => StatusCode::GONE,
             Self::TooManyExports(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -312,6 +319,7 @@ mod tests {
             ApiError::ReadOnly("system".to_owned()),
             ApiError::RoleMismatch("admin".to_owned()),
             ApiError::Gone("expired".to_owned()),
+            ApiError::ContentMissing("export"),
             ApiError::IdempotencyKeyReused,
             ApiError::TooManyExports(10),
             ApiError::BadRequest("bad".to_owned()),
@@ -335,6 +343,7 @@ mod tests {
                 | ApiError::ReadOnly(_)
                 | ApiError::RoleMismatch(_)
                 | ApiError::Gone(_)
+                | ApiError::ContentMissing(_)
                 | ApiError::IdempotencyKeyReused
                 | ApiError::TooManyExports(_)
                 | ApiError::BadRequest(_)

@@ -72,7 +72,7 @@ impl From<ExportError> for HandlerError {
 }
 
 /// The client's part of a reason made as above; anything else is internal.
-fn failure_of(reason: &str) -> ExportFailure {
+pub(crate) fn failure_of(reason: &str) -> ExportFailure {
     reason.split_once(':').and_then(|(failure, _)| ExportFailure::parse(failure)).unwrap_or(ExportFailure::Internal)
 }
 
@@ -227,6 +227,11 @@ fn produce(
         exports::mark_succeeded(conn, org, export_id, &produced)?;
         Ok(Ran::Produced { rows, bytes: stored.size })
     })
+}
+
+/// What a schedule's run shows of a give-up reason: the client's part only.
+pub(crate) fn public_detail(reason: &str) -> String {
+    failure_of(reason).as_str().to_owned()
 }
 
 #[cfg(test)]

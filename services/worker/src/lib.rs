@@ -1,11 +1,15 @@
 //! stockflow-worker: Runs queued jobs: report exports and storage maintenance.
 
 mod exports;
+pub mod maintenance;
 pub mod migrate_storage;
+mod outcome;
 mod ping;
 mod turns;
 
 use futures_util::future::BoxFuture;
+use maintenance::{Grace, Maintenance, MaintenanceMetrics};
+use outcome::Reported;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32, NonZeroU64};
@@ -48,6 +52,9 @@ pub struct JobSettings {
     pub retry_max: Duration,
     /// Days an export file is kept after it is written (`EXPORT_RETENTION_DAYS`).
     pub export_retention_days: NonZeroU32,
+    /// Age past which maintenance removes a pending upload or an object no
+    /// row names (`MAINTENANCE_GRACE_MINUTES`).
+    pub maintenance_grace: Grace,
 }
 
 impl JobSettings {
@@ -63,6 +70,7 @@ impl JobSettings {
             retry_base: millis("JOB_RETRY_BASE_MS", 1_000)?,
             retry_max: millis("JOB_RETRY_MAX_MS", 300_000)?,
             export_retention_days: env.or("EXPORT_RETENTION_DAYS", NonZeroU32::MIN.saturating_add(6))?,
+            maintenance_grace: Grace::from_env(env)?,
         })
     }
 
@@ -116,13 +124,15 @@ impl Application {
         let mut registry = stockflow_telemetry::metrics::registry("worker");
         let metrics = Arc::new(JobMetrics::register(&mut registry));
         let jobs = &settings.jobs;
+        let database = connections.database.clone();
+        let export_handler = exports::ExportHandler {
+            database: database.clone(),
+            storage: Arc::clone(&storage),
+            retention: chrono::Duration::days(i64::from(jobs.export_retention_days.get())),
+            turns: turns::Turns::new(usize::from(jobs.concurrency.get())),
+        };
         let exports = Consumer::new(EXPORTS)
-            .route(exports::ExportHandler {
-                database: connections.database.clone(),
-                storage,
-                retention: chrono::Duration::days(i64::from(jobs.export_retention_days.get())),
-                turns: turns::Turns::new(usize::from(jobs.concurrency.get())),
-            })
+            .route(Reported::new(export_handler, database.clone(), exports::public_detail))
             .start(
                 connections.broker.clone(),
                 Arc::clone(&publisher),
@@ -130,13 +140,21 @@ impl Application {
                 jobs.consumer(jobs.export_lookahead),
                 shutdown.clone(),
             );
-        let maintenance = Consumer::new(MAINTENANCE).route(ping::PingHandler).start(
-            connections.broker.clone(),
-            publisher,
-            Arc::clone(&metrics),
-            jobs.consumer(0),
-            shutdown,
-        );
+        let maintenance = Arc::new(Maintenance {
+            database: database.clone(),
+            storage,
+            grace: jobs.maintenance_grace,
+            metrics: Arc::new(MaintenanceMetrics::register(&mut registry)),
+        });
+        // Every job a schedule may send reports back to it. Pings are only
+        // sent by hand and by `make bench`, whose trip they measure.
+        let (db, whole) = (database.clone(), outcome::whole);
+        let maintenance = Consumer::new(MAINTENANCE)
+            .route(ping::PingHandler)
+            .route(Reported::new(maintenance::ExpireExportsHandler(Arc::clone(&maintenance)), db.clone(), whole))
+            .route(Reported::new(maintenance::CleanupUploadsHandler(Arc::clone(&maintenance)), db.clone(), whole))
+            .route(Reported::new(maintenance::ReconcileStorageHandler(maintenance), db, whole))
+            .start(connections.broker.clone(), publisher, Arc::clone(&metrics), jobs.consumer(0), shutdown);
         let readiness = connections.readiness().with(exports.check()).with(maintenance.check());
         let source = Arc::new(WorkerMetrics { registry, jobs: metrics, broker: connections.broker.clone() });
         let service = BackgroundService::start(settings.health.bind, connections, readiness, source)?

@@ -1,10 +1,13 @@
 use clap::{CommandFactory, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
+use std::sync::Arc;
 use stockflow_config::DatabaseSettings;
 use stockflow_db::Database;
 use stockflow_domain::{ExportFilters, ExportFormat, ExportKind};
 use stockflow_telemetry::Shutdown;
+use stockflow_telemetry::progress::{Progress, Unit};
+use stockflow_worker::maintenance::{Maintenance, MaintenanceMetrics, ReconcileSettings};
 use stockflow_worker::migrate_storage::{self, Backend, Direction, MigrateError, MigrateSettings, Options};
 use stockflow_worker::{Application, Settings};
 use uuid::Uuid;
@@ -44,6 +47,15 @@ enum Command {
         /// Objects copied at once.
         #[arg(long, default_value = "4", value_parser = parse_jobs)]
         jobs: NonZeroUsize,
+    },
+    /// Compare media storage with the database both ways: delete objects no
+    /// row names that are older than MAINTENANCE_GRACE_MINUTES, mark rows
+    /// whose object is gone `missing`, and print the counts. What the
+    /// scheduled `maintenance.reconcile_storage` job does.
+    Reconcile {
+        /// Count and report only; delete and mark nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Print what an export of these filters runs, to run it by hand:
     /// `stockflow-worker export-query ... | psql -X -q "$DATABASE_URL" > file`
@@ -96,6 +108,12 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Reconcile { dry_run } => {
+            let settings = stockflow_config::load_or_exit(ReconcileSettings::from_env);
+            // stdout carries the report, so logs and the progress line go to stderr.
+            stockflow_telemetry::init_stderr(&settings.telemetry);
+            stockflow_runtime::exit_status(reconcile(settings, dry_run).await)
+        }
         Command::MigrateStorage { from, to, dry_run, skip_missing, jobs } => {
             let direction = Direction::new(from, to)
                 .unwrap_or_else(|error| Cli::command().error(clap::error::ErrorKind::ArgumentConflict, error).exit());
@@ -111,6 +129,21 @@ async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = Shutdown::on_signals()?;
     let app = Application::build(settings, shutdown).await?;
     Ok(app.run_until_stopped().await?)
+}
+
+async fn reconcile(settings: ReconcileSettings, dry_run: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let maintenance = Maintenance {
+        database: Database::connect_lazy(&settings.database),
+        storage: stockflow_storage::from_settings(&settings.storage)?,
+        grace: settings.grace,
+        metrics: Arc::new(MaintenanceMetrics::default()),
+    };
+    let progress = Progress::new();
+    let listing = progress.task("reconciling", Unit::Items("objects listed"), None);
+    let report = maintenance.reconcile(dry_run, listing.counter()).await;
+    listing.finish();
+    print!("{}", report?);
+    Ok(())
 }
 
 async fn migrate(settings: MigrateSettings, options: Options) -> Result<(), MigrateError> {

@@ -45,6 +45,7 @@ fn bad_configuration_stops_with_exit_code_2() {
             ("JOB_MAX_ATTEMPTS", Some("many")),
             ("EXPORT_RETENTION_DAYS", Some("-1")),
             ("EXPORT_LOOKAHEAD", Some("1001")),
+            ("MAINTENANCE_GRACE_MINUTES", Some("0")),
         ],
     );
 }

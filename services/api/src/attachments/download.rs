@@ -18,7 +18,8 @@ use uuid::Uuid;
     tag = "attachments",
     operation_id = "download_attachment",
     description = "How the bytes come depends on `ATTACHMENT_DELIVERY`: streamed by the api (with \
-        `Range` support), handed to nginx with `X-Accel-Redirect`, or a redirect to a presigned URL.",
+        `Range` support), handed to nginx with `X-Accel-Redirect`, or a redirect to a presigned URL. \
+        410 `content_missing` when the storage reconciliation found the file gone.",
     params(
         ("id" = Uuid, Path, description = "The attachment's id"),
         ("Range" = Option<String>, Header, description = "One `bytes=` range: `a-b`, `a-` or `-n`; others are ignored"),
@@ -48,6 +49,7 @@ use uuid::Uuid;
                 ("X-Content-Type-Options" = String),
             )),
         (status = 404, response = problems::NotFound),
+        (status = 410, response = problems::ContentMissing),
         (status = 416, description = "The range starts past the end of the file; no body",
             headers(("Content-Range" = String, description = "`bytes */size`"))),
         (status = 503, response = problems::ServiceUnavailable),
@@ -62,6 +64,9 @@ pub(crate) async fn content(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let attachment = find(&caller, &database, id.into_inner()).await?;
+    if attachment.state == "missing" {
+        return Err(ApiError::ContentMissing("attachment"));
+    }
     let key = Key::parse(&attachment.storage_key).map_err(|error| {
         tracing::error!(%error, "attachment row holds an invalid storage key");
         ApiError::NotFound("attachment")

@@ -87,6 +87,7 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
             problems::NotReady,
             problems::RoleMismatch,
             problems::Expired,
+            problems::ContentMissing,
             problems::IdempotencyKeyReused,
             problems::ReadOnly,
             problems::ScheduleConflict,

@@ -81,8 +81,12 @@ problem!(
     NotReady, 409, ["not_ready"]
 );
 problem!(
-    /// The export's file was removed after `EXPORT_RETENTION_DAYS`; request a new export.
-    Expired, 410, ["expired"]
+    /// The export's file was removed after `EXPORT_RETENTION_DAYS` (`expired`; request a new export), or the storage reconciliation found it gone (`content_missing`).
+    Expired, 410, ["expired", "content_missing"]
+);
+problem!(
+    /// The storage reconciliation found the file gone; the record stays, its content cannot be downloaded.
+    ContentMissing, 410, ["content_missing"]
 );
 problem!(
     /// The organization already has `EXPORTS_MAX_ACTIVE_PER_ORG` exports queued or running; retry after the delay.
@@ -113,9 +117,9 @@ problem!(
 
 fn build(description: &str, status: u16, codes: &[&str], headers: &[(&str, &str)]) -> ResponseBuilder {
     // The example is the first code's problem as the api renders it.
-    let (code, title) = CODES
+    let (code, title) = codes
         .iter()
-        .find(|(code, answers, _)| codes.contains(code) && *answers == status)
+        .find_map(|wanted| CODES.iter().find(|(code, answers, _)| code == wanted && *answers == status))
         .map_or(("internal_error", "Internal server error"), |&(code, _, title)| (code, title));
     let example = serde_json::json!({
         "type": format!("https://stockflow.dev/problems/{code}"),
