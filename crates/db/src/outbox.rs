@@ -32,8 +32,7 @@ pub fn insert<P: Job>(conn: &mut PgConnection, envelope: &Envelope<P>) -> QueryR
 
 /// A job whose envelope was built elsewhere (the scheduler sends many at
 /// once, of several types).
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = outbox)]
+#[derive(Debug, Clone)]
 pub struct RawJob {
     pub id: Uuid,
     pub routing_key: String,
