@@ -1,5 +1,7 @@
 //! stockflow-backup: Takes, verifies, prunes and restores database and media backups.
 
+pub mod retention;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use stockflow_config::{
