@@ -1,5 +1,6 @@
 //! stockflow-backup: Takes, verifies, prunes and restores database and media backups.
 
+pub mod alerts;
 pub mod retention;
 
 use std::net::SocketAddr;
