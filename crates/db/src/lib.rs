@@ -3,6 +3,7 @@
 
 pub mod api_tokens;
 pub mod attachments;
+pub mod backup_runs;
 pub mod batches;
 mod database;
 mod decimal;

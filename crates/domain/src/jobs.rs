@@ -108,6 +108,58 @@ impl Job for BackupMedia {
     const VERSION: u32 = 1;
 }
 
+/// Which backup run: a run id, or `latest` (the newest succeeded run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupRunRef {
+    Latest,
+    Id(Uuid),
+}
+
+impl std::str::FromStr for BackupRunRef {
+    type Err = String;
+    fn from_str(raw: &str) -> Result<Self, String> {
+        if raw == "latest" {
+            return Ok(Self::Latest);
+        }
+        raw.parse().map(Self::Id).map_err(|_| format!("{raw:?} is neither a backup run id nor \"latest\""))
+    }
+}
+
+impl std::fmt::Display for BackupRunRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Latest => f.write_str("latest"),
+            Self::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
+impl Serialize for BackupRunRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for BackupRunRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Restore a backup run into a scratch database and re-read its media, to
+/// prove it can be restored (`POST /v1/backups/{id}/verify`, or by hand).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupVerify {
+    pub run: BackupRunRef,
+}
+
+impl Job for BackupVerify {
+    const TYPE: &'static str = "backup.verify";
+    const VERSION: u32 = 1;
+}
+
 /// Remove uploads that never finished: pending attachment rows and their
 /// partial objects older than the worker's grace period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +199,19 @@ impl Job for ReconcileStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_run_is_named_by_id_or_latest() {
+        let id = Uuid::new_v4();
+        for (run, json) in
+            [(BackupRunRef::Latest, "\"latest\"".to_owned()), (BackupRunRef::Id(id), format!("\"{id}\""))]
+        {
+            assert_eq!(serde_json::to_string(&run).unwrap(), json);
+            assert_eq!(serde_json::from_str::<BackupRunRef>(&json).unwrap(), run);
+        }
+        assert!(serde_json::from_str::<BackupRunRef>("\"newest\"").is_err());
+        assert!("Latest".parse::<BackupRunRef>().is_err());
+    }
 
     #[test]
     fn the_envelope_names_its_payload_and_round_trips() {

@@ -16,8 +16,8 @@ pub use catalog::{NameSearch, ProductName, Sku, SkuPrefix, Unit};
 pub use export::{BatchFilters, ExportFilters, ExportFormat, ExportKind, ExportSpec, ExportStatus, ProductFilters};
 pub use firing::{Decision, Firing, MAX_SLOTS_PER_TICK, Plan, rescheduled};
 pub use jobs::{
-    BackupDatabase, BackupMedia, BackupTrigger, CleanupUploads, Envelope, ExpireExports, ExportRequested, Job, Ping,
-    ReconcileStorage,
+    BackupDatabase, BackupMedia, BackupRunRef, BackupTrigger, BackupVerify, CleanupUploads, Envelope, ExpireExports,
+    ExportRequested, Job, Ping, ReconcileStorage,
 };
 pub use production::{BatchCode, BatchStatus, Notes, Quantity};
 pub use rules::{JsonObject, TextRule};

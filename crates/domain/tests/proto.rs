@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use boon::{Compiler, Draft, SchemaIndex, Schemas, UrlLoader};
 use serde_json::{Value, json};
 use stockflow_domain::{
-    BackupDatabase, BackupMedia, BackupTrigger, CleanupUploads, Envelope, ExpireExports, ExportRequested, Job, Ping,
-    ReconcileStorage,
+    BackupDatabase, BackupMedia, BackupRunRef, BackupTrigger, BackupVerify, CleanupUploads, Envelope, ExpireExports,
+    ExportRequested, Job, Ping, ReconcileStorage,
 };
 use uuid::Uuid;
 
@@ -43,6 +43,7 @@ messages! {
     maintenance_ping: Ping = Ping { note: "proto test".to_owned() };
     backup_database: BackupDatabase = BackupDatabase { trigger: BackupTrigger::Scheduled };
     backup_media: BackupMedia = BackupMedia { trigger: BackupTrigger::Manual };
+    backup_verify: BackupVerify = BackupVerify { run: BackupRunRef::Id(Uuid::new_v4()) };
     maintenance_cleanup_uploads: CleanupUploads = CleanupUploads {};
     maintenance_expire_exports: ExpireExports = ExpireExports {};
     maintenance_reconcile_storage: ReconcileStorage = ReconcileStorage { dry_run: true };
