@@ -206,3 +206,20 @@ pub fn latest_succeeded(conn: &mut PgConnection) -> QueryResult<Option<BackupRun
         .first(conn)
         .optional()
 }
+
+/// A page of runs, newest first, after the keyset position `after`.
+pub fn page(conn: &mut PgConnection, after: Option<&crate::page::After>, limit: i64) -> QueryResult<Vec<BackupRun>> {
+    let mut query = backup_runs::table.into_boxed();
+    if let Some(after) = after {
+        query = query.filter(
+            backup_runs::started_at
+                .lt(after.at)
+                .or(backup_runs::started_at.eq(after.at).and(backup_runs::id.lt(after.id))),
+        );
+    }
+    query
+        .order((backup_runs::started_at.desc(), backup_runs::id.desc()))
+        .limit(limit)
+        .select(BackupRun::as_select())
+        .load(conn)
+}
