@@ -1,14 +1,32 @@
 //! stockflow-backup: Takes, verifies, prunes and restores database and media backups.
 
 pub mod alerts;
+mod consumer;
+mod dump;
+mod error;
+pub mod media;
 pub mod retention;
+pub mod run;
+mod session;
+mod settings;
+mod tools;
+mod verify;
+
+pub use dump::{TableCounts, count_tables};
+pub use error::BackupError;
+pub use run::Backup;
+pub use settings::{BackupSettings, Compress};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use stockflow_config::{
     BackupStorageSettings, BrokerSettings, ConfigError, DatabaseSettings, Env, HealthSettings, StorageSettings,
     TelemetrySettings,
 };
+use stockflow_domain::{BackupDatabase, BackupMedia, BackupVerify};
+use stockflow_queue::topology::BACKUPS;
+use stockflow_queue::{Consumer, ConsumerSettings, JobMetrics, Publisher};
 use stockflow_runtime::{BackgroundService, Connections, RunError, StartupError};
 use stockflow_telemetry::Shutdown;
 
@@ -25,6 +43,7 @@ pub struct Settings {
     pub storage: StorageSettings,
     /// Where backups go.
     pub backup_storage: BackupStorageSettings,
+    pub backup: BackupSettings,
 }
 
 impl Settings {
@@ -36,6 +55,7 @@ impl Settings {
             health: HealthSettings::from_env(env, HEALTH_BIND_VAR, DEFAULT_HEALTH_BIND)?,
             storage: StorageSettings::from_env(env)?,
             backup_storage: BackupStorageSettings::from_env(env)?,
+            backup: BackupSettings::from_env(env)?,
         })
     }
 }
@@ -47,18 +67,32 @@ pub struct Application {
 impl Application {
     #[tracing::instrument(name = "backup.build", skip_all, fields(health_bind = %settings.health.bind), err)]
     pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartupError> {
-        let connections = Connections::open(&settings.database, &settings.broker, "backup", shutdown)?
+        let connections = Connections::open(&settings.database, &settings.broker, "backup", shutdown.clone())?
             .with_media_store(&settings.storage)?
             .with_backup_store(&settings.backup_storage)?;
-        let readiness = connections.readiness();
-        Ok(Self {
-            service: BackgroundService::start(
-                settings.health.bind,
-                connections,
-                readiness,
-                Arc::new(stockflow_telemetry::metrics::registry("backup")),
-            )?,
-        })
+        let backup = backup(&settings, &connections)?;
+        let mut registry = stockflow_telemetry::metrics::registry("backup");
+        let metrics = Arc::new(JobMetrics::register(&mut registry));
+        let publisher = Arc::new(Publisher::new(connections.broker.clone()));
+        // Two in hand: the second of two requests at once meets the run
+        // lock and is recorded as refused at once, instead of waiting to
+        // run the same backup again.
+        let consumer_settings = ConsumerSettings {
+            prefetch: 2,
+            max_attempts: 5,
+            retry_base: Duration::from_secs(5),
+            retry_max: Duration::from_secs(300),
+        };
+        let handler = consumer::RunHandler(backup);
+        let consumer = Consumer::new(BACKUPS)
+            .route::<BackupDatabase, _>(handler.clone())
+            .route::<BackupMedia, _>(handler.clone())
+            .route::<BackupVerify, _>(handler)
+            .start(connections.broker.clone(), publisher, metrics, consumer_settings, shutdown);
+        let readiness = connections.readiness().with(consumer.check());
+        let service = BackgroundService::start(settings.health.bind, connections, readiness, Arc::new(registry))?
+            .finish_before_close(consumer.stopped());
+        Ok(Self { service })
     }
 
     /// Where `/healthz` and `/readyz` listen (port 0 in tests picks a free one).
@@ -69,4 +103,19 @@ impl Application {
     pub async fn run_until_stopped(self) -> Result<(), RunError> {
         self.service.run_until_stopped().await
     }
+}
+
+/// The run machinery over a service's connections.
+pub fn backup(settings: &Settings, connections: &Connections) -> Result<Backup, StartupError> {
+    let missing = |name: &'static str| StartupError::Storage {
+        name,
+        source: stockflow_storage::StorageError::Unavailable(format!("no {name} store was opened")),
+    };
+    Ok(Backup {
+        database: connections.database.clone(),
+        database_settings: settings.database.clone(),
+        media: connections.media_store().ok_or_else(|| missing("storage"))?,
+        backups: connections.backup_store().ok_or_else(|| missing("backup_storage"))?,
+        settings: settings.backup.clone(),
+    })
 }

@@ -1,25 +1,110 @@
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::process::ExitCode;
-use stockflow_backup::{Application, Settings};
+use stockflow_backup::{Application, Backup, Settings};
+use stockflow_db::backup_runs::{BackupRun, SUCCEEDED};
+use stockflow_domain::BackupRunRef;
+use stockflow_runtime::Connections;
 use stockflow_telemetry::Shutdown;
 
 /// Takes, verifies, prunes and restores database and media backups.
 ///
-/// Configured by environment variables only (see .env.prod.example).
+/// Configured by environment variables only (see .env.prod.example). With
+/// no subcommand, runs the service: it consumes backup jobs.
 #[derive(Parser)]
 #[command(name = "stockflow-backup", version)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Back up the database and media, then verify by restore; prints the
+    /// run id. Exits 1 when any step fails.
+    Run,
+    /// The newest runs first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Verify a run by restoring it into a scratch database; exits 1 when
+    /// verification fails.
+    Verify {
+        /// A run id, or `latest` (the newest succeeded run).
+        run: BackupRunRef,
+    },
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    Cli::parse();
+    let cli = Cli::parse();
     let settings = stockflow_config::load_or_exit(Settings::from_env);
     stockflow_telemetry::init(&settings.telemetry);
-    stockflow_runtime::exit_status(run(settings).await)
+    match cli.command {
+        None => stockflow_runtime::exit_status(serve(settings).await),
+        Some(command) => match admin(settings, command).await {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        },
+    }
 }
 
-async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = Shutdown::on_signals()?;
     let app = Application::build(settings, shutdown).await?;
     Ok(app.run_until_stopped().await?)
+}
+
+async fn admin(settings: Settings, command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let connections = Connections::open(&settings.database, &settings.broker, "backup-cli", Shutdown::new())?
+        .with_media_store(&settings.storage)?
+        .with_backup_store(&settings.backup_storage)?;
+    let backup: Backup = stockflow_backup::backup(&settings, &connections)?;
+    match command {
+        Command::Run => {
+            let run = backup.run("manual").await?;
+            println!("{}", run.id);
+            Ok(report(&run))
+        }
+        Command::List { limit } => {
+            println!(
+                "{:<36}  {:<9}  {:<9}  {:<25}  {:>12}  {:>6}  {:<8}  error",
+                "id", "trigger", "status", "started_at", "db_bytes", "media", "verified"
+            );
+            for run in backup.list(limit).await? {
+                println!(
+                    "{:<36}  {:<9}  {:<9}  {:<25}  {:>12}  {:>6}  {:<8}  {}",
+                    run.id,
+                    run.trigger,
+                    run.status,
+                    run.started_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    run.db_bytes.map(|b| b.to_string()).unwrap_or_default(),
+                    run.media_objects.map(|n| n.to_string()).unwrap_or_default(),
+                    run.verify_method.as_deref().unwrap_or("no"),
+                    run.error.as_deref().unwrap_or(""),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { run } => {
+            let run = backup.verify(run).await?;
+            println!("{}", run.id);
+            Ok(report(&run))
+        }
+    }
+}
+
+/// Success only for a succeeded run that is verified (when verify ran).
+fn report(run: &BackupRun) -> ExitCode {
+    if run.status == SUCCEEDED {
+        let verified = run.verified_at.map_or_else(|| "not verified".to_owned(), |at| format!("verified at {at}"));
+        eprintln!("backup run {} succeeded, {verified}", run.id);
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("backup run {} {}: {}", run.id, run.status, run.error.as_deref().unwrap_or("no reason recorded"));
+        ExitCode::FAILURE
+    }
 }

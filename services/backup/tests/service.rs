@@ -48,6 +48,7 @@ fn bad_configuration_stops_with_exit_code_2() {
             ("MEDIA_ROOT", Some("var/media")),
             ("BACKUP_STORAGE_BACKEND", Some("tape")),
             ("BACKUP_ROOT", Some("backups")),
+            ("BACKUP_COMPRESS", Some("10")),
         ],
     );
 }
