@@ -223,3 +223,16 @@ pub fn page(conn: &mut PgConnection, after: Option<&crate::page::After>, limit: 
         .select(BackupRun::as_select())
         .load(conn)
 }
+
+/// Every run, newest first: what retention decides over.
+pub fn all(conn: &mut PgConnection) -> QueryResult<Vec<BackupRun>> {
+    backup_runs::table
+        .order((backup_runs::started_at.desc(), backup_runs::id.desc()))
+        .select(BackupRun::as_select())
+        .load(conn)
+}
+
+/// Forgets a run whose artifacts are gone.
+pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::delete(backup_runs::table.find(id)).execute(conn)
+}

@@ -5,6 +5,7 @@ mod consumer;
 mod dump;
 mod error;
 pub mod media;
+mod prune;
 pub mod retention;
 pub mod run;
 mod session;
@@ -14,6 +15,7 @@ mod verify;
 
 pub use dump::{TableCounts, count_tables};
 pub use error::BackupError;
+pub use prune::PruneReport;
 pub use run::Backup;
 pub use settings::{BackupSettings, Compress};
 

@@ -14,6 +14,7 @@
 
 use chrono::{DateTime, Datelike, Utc};
 use std::collections::{BTreeSet, HashSet};
+use stockflow_config::{ConfigError, Env, FromEnvValue};
 use uuid::Uuid;
 
 /// `BACKUP_KEEP_DAILY`, `BACKUP_KEEP_WEEKLY`, `BACKUP_KEEP_MONTHLY`.
@@ -27,6 +28,27 @@ pub struct KeepPolicy {
 impl Default for KeepPolicy {
     fn default() -> Self {
         Self { daily: 7, weekly: 4, monthly: 6 }
+    }
+}
+
+impl KeepPolicy {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let default = Self::default();
+        Ok(Self {
+            daily: env.or("BACKUP_KEEP_DAILY", KeepCount(default.daily))?.0,
+            weekly: env.or("BACKUP_KEEP_WEEKLY", KeepCount(default.weekly))?.0,
+            monthly: env.or("BACKUP_KEEP_MONTHLY", KeepCount(default.monthly))?.0,
+        })
+    }
+}
+
+/// How many runs a rule keeps; 0 switches the rule off.
+struct KeepCount(u32);
+
+impl FromEnvValue for KeepCount {
+    const EXPECTED: &'static str = "a whole number from 0 to 10000";
+    fn from_env_value(raw: &str) -> Option<Self> {
+        raw.parse().ok().filter(|count| *count <= 10_000).map(Self)
     }
 }
 
@@ -274,6 +296,14 @@ mod tests {
         let plan = plan(&runs, KeepPolicy { daily: 1, weekly: 0, monthly: 0 });
         assert!(plan.keeps(Uuid::from_u128(1)));
         assert!(!plan.keeps(Uuid::from_u128(2)));
+    }
+
+    #[test]
+    fn the_policy_is_read_from_the_environment_and_zero_switches_a_rule_off() {
+        let env = Env::from_pairs([("BACKUP_KEEP_DAILY", "14"), ("BACKUP_KEEP_MONTHLY", "0")]);
+        assert_eq!(KeepPolicy::from_env(&env).expect("valid"), KeepPolicy { daily: 14, weekly: 4, monthly: 0 });
+        let bad = KeepPolicy::from_env(&Env::from_pairs([("BACKUP_KEEP_WEEKLY", "-1")])).expect_err("negative");
+        assert_eq!(bad.var(), "BACKUP_KEEP_WEEKLY");
     }
 
     #[test]
