@@ -236,3 +236,28 @@ pub fn all(conn: &mut PgConnection) -> QueryResult<Vec<BackupRun>> {
 pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<usize> {
     diesel::delete(backup_runs::table.find(id)).execute(conn)
 }
+
+/// How recent the installation's backups are, for alerts and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// When the newest succeeded run finished.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The newest `verified_at` of a run still succeeded.
+    pub last_verified: Option<DateTime<Utc>>,
+    /// When the first run on record started.
+    pub first_started: Option<DateTime<Utc>>,
+}
+
+pub fn freshness(conn: &mut PgConnection) -> QueryResult<Freshness> {
+    use diesel::dsl::{max, min};
+    let last_success = backup_runs::table
+        .filter(backup_runs::status.eq(SUCCEEDED))
+        .select(max(backup_runs::finished_at))
+        .first(conn)?;
+    let last_verified = backup_runs::table
+        .filter(backup_runs::status.eq(SUCCEEDED))
+        .select(max(backup_runs::verified_at))
+        .first(conn)?;
+    let first_started = backup_runs::table.select(min(backup_runs::started_at)).first(conn)?;
+    Ok(Freshness { last_success, last_verified, first_started })
+}
