@@ -7,12 +7,12 @@
 
 use crate::auth::Caller;
 use crate::openapi::problems;
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Page, PageQuery, PageRequest};
 use crate::problem::ApiError;
 use crate::routes::Endpoint;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use stockflow_db::Database;
 use stockflow_db::backup_runs::{self, BackupRun};
@@ -123,17 +123,6 @@ pub(crate) struct QueuedJob {
     job: &'static str,
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ListQuery {
-    /// Items per page, 1 to 200; 50 when left out.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    #[param(schema_with = crate::pagination::cursor_schema)]
-    cursor: Option<String>,
-}
-
 /// Backups are the operator's: any other token finds nothing here.
 fn require_operator(caller: &Caller) -> Result<(), ApiError> {
     if caller.token.operator { Ok(()) } else { Err(ApiError::NotFound("resource")) }
@@ -145,7 +134,7 @@ fn require_operator(caller: &Caller) -> Result<(), ApiError> {
     tag = "backups",
     operation_id = "list_backups",
     description = "Needs an operator token (`stockflow-api token create --operator`); any other token gets 404.",
-    params(ListQuery),
+    params(PageQuery),
     responses(
         (status = 200, description = "A page of the installation's backup runs, newest first", body = Page<BackupView>),
         (status = 400, response = problems::BadRequest),
@@ -157,10 +146,10 @@ fn require_operator(caller: &Caller) -> Result<(), ApiError> {
 pub(crate) async fn list(
     caller: Caller,
     database: web::Data<Database>,
-    query: web::Query<ListQuery>,
+    query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<BackupView>>, ApiError> {
     require_operator(&caller)?;
-    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let page = PageRequest::parse(query.limit(), query.cursor())?;
     let (after, fetch) = (page.after, page.fetch());
     let rows = database.run(move |conn| backup_runs::page(conn, after.as_ref(), fetch).map_err(ApiError::from)).await?;
     Ok(web::Json(page.page(rows, |run| After { at: run.started_at, id: run.id }, BackupView::from)))

@@ -7,7 +7,7 @@ use crate::auth::Caller;
 use crate::batches::RawFilters;
 use crate::delivery::{Download, deliver};
 use crate::openapi::problems;
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Page, PageQuery, PageRequest};
 use crate::problem::ApiError;
 use crate::routes::Endpoint;
 use crate::validation::Fields;
@@ -289,23 +289,12 @@ pub(crate) fn parse_filters(fields: &mut Fields, kind: ExportKind, raw: Value) -
     (fields.len() == before).then_some(filters)
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ListQuery {
-    /// Items per page, 1 to 200; 50 when left out.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    #[param(schema_with = crate::pagination::cursor_schema)]
-    cursor: Option<String>,
-}
-
 #[utoipa::path(
     get,
     path = "/v1/exports",
     tag = "exports",
     operation_id = "list_exports",
-    params(ListQuery),
+    params(PageQuery),
     responses(
         (status = 200, description = "A page of the organization's exports, newest first", body = Page<ExportView>),
         (status = 400, response = problems::BadRequest),
@@ -316,9 +305,9 @@ pub(crate) struct ListQuery {
 pub(crate) async fn list(
     caller: Caller,
     database: web::Data<Database>,
-    query: web::Query<ListQuery>,
+    query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<ExportView>>, ApiError> {
-    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let page = PageRequest::parse(query.limit(), query.cursor())?;
     let (org, after, fetch) = (caller.org.id, page.after, page.fetch());
     let rows =
         database.run(move |conn| exports::list(conn, org, after.as_ref(), fetch).map_err(ApiError::from)).await?;

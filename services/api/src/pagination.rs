@@ -3,7 +3,7 @@
 
 use crate::problem::ApiError;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use stockflow_db::page::After;
 use uuid::Uuid;
 
@@ -16,6 +16,28 @@ pub(crate) struct Page<T> {
     pub(crate) items: Vec<T>,
     /// Pass it back as `cursor` for the next page.
     pub(crate) next_cursor: Option<String>,
+}
+
+/// The query of a list that takes nothing but a page: `limit` and `cursor`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Items per page, 1 to 200; 50 when left out.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(schema_with = crate::pagination::cursor_schema)]
+    cursor: Option<String>,
+}
+
+impl PageQuery {
+    pub(crate) fn limit(&self) -> Option<&str> {
+        self.limit.as_deref()
+    }
+
+    pub(crate) fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
 }
 
 pub(crate) struct PageRequest {

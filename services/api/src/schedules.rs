@@ -7,7 +7,7 @@
 use crate::auth::Caller;
 use crate::exports::{ExportSettings, parse_filters};
 use crate::openapi::problems;
-use crate::pagination::{Page, PageRequest};
+use crate::pagination::{Page, PageQuery, PageRequest};
 use crate::problem::ApiError;
 use crate::routes::Endpoint;
 use crate::validation::{Fields, distinguish_null};
@@ -266,17 +266,6 @@ pub(crate) struct PauseSchedule {
     note: Option<String>,
 }
 
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ListQuery {
-    /// Items per page, 1 to 200; 50 when left out.
-    #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    #[param(schema_with = crate::pagination::cursor_schema)]
-    cursor: Option<String>,
-}
-
 // --- Checking what was sent ------------------------------------------------
 
 /// A pattern, with the parser's reason as an `invalid_cron` field error.
@@ -336,7 +325,7 @@ fn parse_overlap(fields: &mut Fields, raw: &str) -> Option<OverlapPolicy> {
     operation_id = "list_schedules",
     description = "Needs the admin role. The organization's schedules and the installation's own \
         (`system: true`, read-only), newest first.",
-    params(ListQuery),
+    params(PageQuery),
     responses(
         (status = 200, description = "A page of schedules, newest first", body = Page<ScheduleView>),
         (status = 400, response = problems::BadRequest),
@@ -348,10 +337,10 @@ fn parse_overlap(fields: &mut Fields, raw: &str) -> Option<OverlapPolicy> {
 pub(crate) async fn list(
     caller: Caller,
     database: web::Data<Database>,
-    query: web::Query<ListQuery>,
+    query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<ScheduleView>>, ApiError> {
     caller.require(Role::Admin)?;
-    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let page = PageRequest::parse(query.limit(), query.cursor())?;
     let (org, after, fetch) = (caller.org.id, page.after, page.fetch());
     let rows = database
         .run(move |conn| org_schedules::list_visible(conn, org, after.as_ref(), fetch).map_err(ApiError::from))
@@ -725,7 +714,7 @@ pub(crate) async fn resume(
     operation_id = "list_schedule_runs",
     description = "Needs the admin role. Every slot the schedule dealt with (fired or skipped) and every \
         manual run, newest first.",
-    params(("id" = Uuid, Path, description = "The schedule's id"), ListQuery),
+    params(("id" = Uuid, Path, description = "The schedule's id"), PageQuery),
     responses(
         (status = 200, description = "A page of runs, newest first", body = Page<RunView>),
         (status = 400, response = problems::BadRequest),
@@ -739,10 +728,10 @@ pub(crate) async fn runs(
     caller: Caller,
     database: web::Data<Database>,
     id: web::Path<Uuid>,
-    query: web::Query<ListQuery>,
+    query: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<RunView>>, ApiError> {
     caller.require(Role::Admin)?;
-    let page = PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let page = PageRequest::parse(query.limit(), query.cursor())?;
     let (org, id, after, fetch) = (caller.org.id, id.into_inner(), page.after, page.fetch());
     let rows = database
         .run(move |conn| {
