@@ -4,6 +4,7 @@ mod consumer;
 mod dump;
 mod error;
 pub mod media;
+pub mod restore;
 pub mod run;
 mod session;
 mod settings;

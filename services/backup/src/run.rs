@@ -145,13 +145,7 @@ impl Backup {
     /// lock, so it never overlaps a run.
     #[tracing::instrument(skip_all, err)]
     pub async fn verify(&self, selector: BackupRunRef) -> Result<BackupRun, BackupError> {
-        let run = self
-            .db(move |conn| match selector {
-                BackupRunRef::Latest => backup_runs::latest_succeeded(conn),
-                BackupRunRef::Id(id) => backup_runs::get(conn, id),
-            })
-            .await?
-            .ok_or_else(|| BackupError::NotFound(selector.to_string()))?;
+        let run = self.find(selector).await?;
         let mut session = Session::open(&self.database_settings).await?;
         if !session.run(|conn| Ok(backup_runs::try_lock(conn)?)).await? {
             let holder = self.holder(&mut session).await?;

@@ -45,7 +45,7 @@ impl Verifier<'_> {
         let mut url = url::Url::parse(self.database.url.expose())
             .map_err(|e| BackupError::Verify(format!("DATABASE_URL is not a URL: {e}")))?;
         url.set_path(&format!("/{scratch}"));
-        self.restore(key, sha, url.as_str()).await?;
+        pg_restore(self.settings, self.backups, key, sha, url.as_str(), &[]).await?;
         let mut scratch_settings = self.database.clone();
         scratch_settings.url =
             <stockflow_config::DatabaseUrl as stockflow_config::FromEnvValue>::from_env_value(url.as_str())
@@ -53,50 +53,6 @@ impl Verifier<'_> {
         let mut session = Session::open(&scratch_settings).await?;
         let restored = session.run(count_tables).await?;
         compare_counts(&expected, &restored)
-    }
-
-    async fn restore(&self, key: &str, sha: &[u8], target_url: &str) -> Result<(), BackupError> {
-        let key = Key::parse(key).map_err(|e| BackupError::Verify(e.to_string()))?;
-        let mut body = self.backups.get(&key, None).await?.body;
-        let program = &self.settings.pg_restore;
-        let mut child = tokio::process::Command::new(program)
-            .arg(format!("--dbname={target_url}"))
-            .args(["--no-owner", "--exit-on-error", "--no-password"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|error| BackupError::Tool(format!("cannot run {program}: {error}")))?;
-        let stderr = collect_stderr(child.stderr.take());
-        let mut stdin = child.stdin.take();
-        let mut hasher = Sha256::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BackupError::Verify(format!("reading the dump: {e}")))?;
-            hasher.update(&chunk);
-            // A pg_restore that stopped early still lets the hash finish,
-            // so a corrupt dump is reported as such, not as its symptom.
-            if let Some(pipe) = stdin.as_mut()
-                && pipe.write_all(&chunk).await.is_err()
-            {
-                stdin = None;
-            }
-        }
-        drop(stdin);
-        let status = child.wait().await.map_err(|e| BackupError::Verify(e.to_string()))?;
-        let stderr = stderr.await.unwrap_or_default();
-        let read = hasher.finalize();
-        if read.as_slice() != sha {
-            return Err(BackupError::Verify(format!(
-                "the dump's sha256 is {} but {} was recorded",
-                hex(&read),
-                hex(sha)
-            )));
-        }
-        if !status.success() {
-            return Err(BackupError::Verify(format!("pg_restore {status}: {stderr}")));
-        }
-        Ok(())
     }
 
     async fn check_media(&self, run: &BackupRun) -> Result<(), BackupError> {
@@ -131,6 +87,57 @@ impl Verifier<'_> {
         }
         Ok(())
     }
+}
+
+/// Streams the dump at `key` into pg_restore on `target_url`, hashing it on
+/// the way; a dump whose sha256 is not `sha` is reported as such, even when
+/// pg_restore also failed on it.
+pub(crate) async fn pg_restore(
+    settings: &BackupSettings,
+    backups: &dyn Storage,
+    key: &str,
+    sha: &[u8],
+    target_url: &str,
+    extra: &[&str],
+) -> Result<(), BackupError> {
+    let key = Key::parse(key).map_err(|e| BackupError::Verify(e.to_string()))?;
+    let mut body = backups.get(&key, None).await?.body;
+    let program = &settings.pg_restore;
+    let mut child = tokio::process::Command::new(program)
+        .arg(format!("--dbname={target_url}"))
+        .args(["--no-owner", "--exit-on-error", "--no-password"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|error| BackupError::Tool(format!("cannot run {program}: {error}")))?;
+    let stderr = collect_stderr(child.stderr.take());
+    let mut stdin = child.stdin.take();
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| BackupError::Verify(format!("reading the dump: {e}")))?;
+        hasher.update(&chunk);
+        // A pg_restore that stopped early still lets the hash finish,
+        // so a corrupt dump is reported as such, not as its symptom.
+        if let Some(pipe) = stdin.as_mut()
+            && pipe.write_all(&chunk).await.is_err()
+        {
+            stdin = None;
+        }
+    }
+    drop(stdin);
+    let status = child.wait().await.map_err(|e| BackupError::Verify(e.to_string()))?;
+    let stderr = stderr.await.unwrap_or_default();
+    let read = hasher.finalize();
+    if read.as_slice() != sha {
+        return Err(BackupError::Verify(format!("the dump's sha256 is {} but {} was recorded", hex(&read), hex(sha))));
+    }
+    if !status.success() {
+        return Err(BackupError::Verify(format!("pg_restore {status}: {stderr}")));
+    }
+    Ok(())
 }
 
 fn compare_counts(expected: &TableCounts, restored: &TableCounts) -> Result<(), BackupError> {
