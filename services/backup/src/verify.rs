@@ -6,7 +6,7 @@
 use crate::dump::{TableCounts, count_tables};
 use crate::media::{Manifest, hex, object_key};
 use crate::session::Session;
-use crate::tools::collect_stderr;
+use crate::tools::{ClientTarget, collect_stderr};
 use crate::{BackupError, BackupSettings};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
@@ -103,8 +103,9 @@ pub(crate) async fn pg_restore(
     let key = Key::parse(key).map_err(|e| BackupError::Verify(e.to_string()))?;
     let mut body = backups.get(&key, None).await?.body;
     let program = &settings.pg_restore;
-    let mut child = tokio::process::Command::new(program)
-        .arg(format!("--dbname={target_url}"))
+    let mut command = tokio::process::Command::new(program);
+    ClientTarget::new(target_url).apply(&mut command);
+    let mut child = command
         .args(["--no-owner", "--exit-on-error", "--no-password"])
         .args(extra)
         .stdin(Stdio::piped())
