@@ -3,6 +3,7 @@
 mod consumer;
 mod dump;
 mod error;
+mod manifest;
 pub mod media;
 pub mod restore;
 pub mod run;
@@ -13,6 +14,7 @@ mod verify;
 
 pub use dump::{TableCounts, count_tables};
 pub use error::BackupError;
+pub use manifest::ManifestEntry;
 pub use run::Backup;
 pub use settings::{BackupSettings, Compress};
 

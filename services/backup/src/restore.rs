@@ -4,14 +4,16 @@
 //! row-count comparison with the snapshot at the end.
 
 use crate::dump::{TableCounts, count_tables};
-use crate::media::{Manifest, hex, object_key};
+use crate::manifest;
+use crate::media::{hex, object_key};
 use crate::session::Session;
-use crate::verify::{pg_restore, read_all};
+use crate::verify::pg_restore;
 use crate::{Backup, BackupError, tools};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 use stockflow_db::backup_runs::{self, BackupRun};
 use stockflow_domain::BackupRunRef;
 use stockflow_storage::{Key, PutMode};
@@ -147,11 +149,12 @@ impl Backup {
             return Err(BackupError::Restore("the run recorded no media manifest".to_owned()));
         };
         let key = Key::parse(key).map_err(|e| BackupError::Restore(e.to_string()))?;
-        let manifest: Manifest = serde_json::from_slice(&read_all(self.backups.as_ref(), &key).await?)
-            .map_err(|e| BackupError::Restore(format!("unreadable media manifest: {e}")))?;
-        let total = manifest.objects.len();
-        for (done, (media_key, entry)) in manifest.objects.iter().enumerate() {
-            let target = Key::parse(media_key).map_err(|e| BackupError::Restore(e.to_string()))?;
+        let mut entries = manifest::read(Arc::clone(&self.backups), key);
+        let mut done = 0u64;
+        while let Some(entry) = entries.recv().await {
+            let (media_key, entry) = entry?;
+            done += 1;
+            let target = Key::parse(&media_key).map_err(|e| BackupError::Restore(e.to_string()))?;
             if self.media.head(&target).await?.is_some_and(|meta| meta.size == entry.size) {
                 report.media_present += 1;
                 continue;
@@ -163,8 +166,8 @@ impl Backup {
                 return Err(BackupError::Restore(format!("media object of {media_key} does not match its sha256")));
             }
             report.media_copied += 1;
-            if (done + 1) % 100 == 0 {
-                tracing::info!(done = done + 1, total, "media restored so far");
+            if done.is_multiple_of(100) {
+                tracing::info!(done, "media objects restored so far");
             }
         }
         Ok(())

@@ -4,13 +4,15 @@
 //! The scratch database is dropped whatever happened.
 
 use crate::dump::{TableCounts, count_tables};
-use crate::media::{Manifest, hex, object_key};
+use crate::manifest;
+use crate::media::{hex, object_key};
 use crate::session::Session;
 use crate::tools::{ClientTarget, collect_stderr};
 use crate::{BackupError, BackupSettings};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::process::Stdio;
+use std::sync::Arc;
 use stockflow_config::DatabaseSettings;
 use stockflow_db::backup_runs::BackupRun;
 use stockflow_storage::{Key, Storage};
@@ -19,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 pub(crate) struct Verifier<'a> {
     pub settings: &'a BackupSettings,
     pub database: &'a DatabaseSettings,
-    pub backups: &'a dyn Storage,
+    pub backups: &'a Arc<dyn Storage>,
 }
 
 impl Verifier<'_> {
@@ -45,7 +47,7 @@ impl Verifier<'_> {
         let mut url = url::Url::parse(self.database.url.expose())
             .map_err(|e| BackupError::Verify(format!("DATABASE_URL is not a URL: {e}")))?;
         url.set_path(&format!("/{scratch}"));
-        pg_restore(self.settings, self.backups, key, sha, url.as_str(), &[]).await?;
+        pg_restore(self.settings, self.backups.as_ref(), key, sha, url.as_str(), &[]).await?;
         let mut scratch_settings = self.database.clone();
         scratch_settings.url =
             <stockflow_config::DatabaseUrl as stockflow_config::FromEnvValue>::from_env_value(url.as_str())
@@ -60,15 +62,9 @@ impl Verifier<'_> {
             return Err(BackupError::Verify("the run recorded no media manifest".to_owned()));
         };
         let key = Key::parse(key).map_err(|e| BackupError::Verify(e.to_string()))?;
-        let bytes = read_all(self.backups, &key).await.map_err(|e| match e {
-            BackupError::Storage(stockflow_storage::StorageError::NotFound(_)) => {
-                BackupError::Verify(format!("the media manifest {} is missing", key.as_str()))
-            }
-            other => other,
-        })?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| BackupError::Verify(format!("unreadable media manifest: {e}")))?;
-        for (media_key, entry) in &manifest.objects {
+        let mut entries = manifest::read(Arc::clone(self.backups), key);
+        while let Some(entry) = entries.recv().await {
+            let (media_key, entry) = entry?;
             let object = object_key(&entry.sha256)?;
             let mut body = match self.backups.get(&object, None).await {
                 Ok(found) => found.body,
@@ -156,14 +152,4 @@ fn compare_counts(expected: &TableCounts, restored: &TableCounts) -> Result<(), 
         return Ok(());
     }
     Err(BackupError::Verify(format!("row counts differ: {}", differences.join("; "))))
-}
-
-/// Small objects only (a manifest).
-pub(crate) async fn read_all(storage: &dyn Storage, key: &Key) -> Result<Vec<u8>, BackupError> {
-    let mut body = storage.get(key, None).await?.body;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.next().await {
-        bytes.extend_from_slice(&chunk.map_err(|e| BackupError::Verify(e.to_string()))?);
-    }
-    Ok(bytes)
 }
