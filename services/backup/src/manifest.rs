@@ -249,10 +249,10 @@ mod tests {
         }
         assert_eq!(n, 5_000);
 
-        // The whole file is one JSON document.
-        let whole: serde_json::Value =
+        // The whole file is one JSON document, as readers of it whole expect.
+        let whole: crate::media::Manifest =
             serde_json::from_slice(&std::fs::read(root.path().join(key.as_str())).unwrap()).unwrap();
-        assert_eq!(whole["objects"].as_object().unwrap().len(), 5_000);
+        assert_eq!((whole.version, whole.objects.len()), (1, 5_000));
     }
 
     #[tokio::test]

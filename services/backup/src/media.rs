@@ -4,9 +4,12 @@
 //! nothing; a per-run manifest maps each media key to its object.
 
 use crate::BackupError;
-use crate::manifest::{ManifestEntry, ManifestWriter};
+pub use crate::manifest::ManifestEntry;
+use crate::manifest::ManifestWriter;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bytea, Nullable, Text};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use stockflow_storage::{Key, PutMode, Storage, StorageError};
 
@@ -21,6 +24,17 @@ pub(crate) struct Referenced {
     size: i64,
     #[diesel(sql_type = Text)]
     kind: String,
+}
+
+/// A whole `backups/<run>/media.json`, for readers that want it in memory
+/// (prune reads small sets of them); runs and verify stream it instead
+/// (see manifest.rs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub run_id: uuid::Uuid,
+    /// Media key -> its object.
+    pub objects: BTreeMap<String, ManifestEntry>,
 }
 
 /// What a media backup stored.
