@@ -89,7 +89,9 @@ export API_BIND=127.0.0.1:$API_PORT WORKER_HEALTH_BIND=127.0.0.1:$WORKER_PORT
 export LOG_LEVEL=warn LOG_FORMAT=json
 
 "$BIN/stockflow-api" migrate 2>>"$VAR/migrate.log" || die "migrations failed; see $VAR/migrate.log"
-TOKEN=$("$BIN/stockflow-api" token create --org contract --role admin --name schemathesis 2>>"$VAR/migrate.log")
+# An admin that is also an operator: every operation, /v1/backups too, answers
+# with its success schema as well as its errors.
+TOKEN=$("$BIN/stockflow-api" token create --org contract --role admin --operator --name schemathesis 2>>"$VAR/migrate.log")
 "$BIN/stockflow-api" >>"$VAR/api.log" 2>&1 &
 PIDS[api]=$!
 "$BIN/stockflow-worker" >>"$VAR/worker.log" 2>&1 &

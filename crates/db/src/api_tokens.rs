@@ -14,6 +14,8 @@ pub struct ApiToken {
     pub last_used_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// May see installation-wide operations (backups); only the CLI sets it.
+    pub operator: bool,
 }
 
 pub struct NewApiToken<'a> {
@@ -21,6 +23,7 @@ pub struct NewApiToken<'a> {
     pub name: &'a str,
     pub digest: TokenDigest,
     pub expires_at: Option<DateTime<Utc>>,
+    pub operator: bool,
 }
 
 pub fn insert(conn: &mut PgConnection, token: &NewApiToken<'_>) -> QueryResult<ApiToken> {
@@ -30,6 +33,7 @@ pub fn insert(conn: &mut PgConnection, token: &NewApiToken<'_>) -> QueryResult<A
             api_tokens::name.eq(token.name),
             api_tokens::token_sha256.eq(token.digest.as_bytes()),
             api_tokens::expires_at.eq(token.expires_at),
+            api_tokens::operator.eq(token.operator),
         ))
         .returning(ApiToken::as_returning())
         .get_result(conn)

@@ -206,3 +206,58 @@ pub fn latest_succeeded(conn: &mut PgConnection) -> QueryResult<Option<BackupRun
         .first(conn)
         .optional()
 }
+
+/// A page of runs, newest first, after the keyset position `after`.
+pub fn page(conn: &mut PgConnection, after: Option<&crate::page::After>, limit: i64) -> QueryResult<Vec<BackupRun>> {
+    let mut query = backup_runs::table.into_boxed();
+    if let Some(after) = after {
+        query = query.filter(
+            backup_runs::started_at
+                .lt(after.at)
+                .or(backup_runs::started_at.eq(after.at).and(backup_runs::id.lt(after.id))),
+        );
+    }
+    query
+        .order((backup_runs::started_at.desc(), backup_runs::id.desc()))
+        .limit(limit)
+        .select(BackupRun::as_select())
+        .load(conn)
+}
+
+/// Every run, newest first: what retention decides over.
+pub fn all(conn: &mut PgConnection) -> QueryResult<Vec<BackupRun>> {
+    backup_runs::table
+        .order((backup_runs::started_at.desc(), backup_runs::id.desc()))
+        .select(BackupRun::as_select())
+        .load(conn)
+}
+
+/// Forgets a run whose artifacts are gone.
+pub fn delete(conn: &mut PgConnection, id: Uuid) -> QueryResult<usize> {
+    diesel::delete(backup_runs::table.find(id)).execute(conn)
+}
+
+/// How recent the installation's backups are, for alerts and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Freshness {
+    /// When the newest succeeded run finished.
+    pub last_success: Option<DateTime<Utc>>,
+    /// The newest `verified_at` of a run still succeeded.
+    pub last_verified: Option<DateTime<Utc>>,
+    /// When the first run on record started.
+    pub first_started: Option<DateTime<Utc>>,
+}
+
+pub fn freshness(conn: &mut PgConnection) -> QueryResult<Freshness> {
+    use diesel::dsl::{max, min};
+    let last_success = backup_runs::table
+        .filter(backup_runs::status.eq(SUCCEEDED))
+        .select(max(backup_runs::finished_at))
+        .first(conn)?;
+    let last_verified = backup_runs::table
+        .filter(backup_runs::status.eq(SUCCEEDED))
+        .select(max(backup_runs::verified_at))
+        .first(conn)?;
+    let first_started = backup_runs::table.select(min(backup_runs::started_at)).first(conn)?;
+    Ok(Freshness { last_success, last_verified, first_started })
+}

@@ -38,6 +38,8 @@ pub struct TokenRequest {
     pub name: String,
     pub email: Option<String>,
     pub expires_in: Option<String>,
+    /// The token may also see installation-wide operations (backups).
+    pub operator: bool,
 }
 
 /// Creates a token for a user of the organization, creating the
@@ -52,7 +54,7 @@ pub fn create_token(conn: &mut PgConnection, request: TokenRequest) -> Result<Ap
     conn.transaction(|conn| {
         let org = organizations::find_or_create(conn, &slug)?;
         let email = default_email(request.email.as_deref(), role, &slug)?;
-        let (_, secret) = issue_token(conn, org.id, &email, role, &name, lifetime)?;
+        let (_, secret) = issue_token(conn, org.id, &email, role, &name, lifetime, request.operator)?;
         Ok(secret)
     })
 }
@@ -77,6 +79,7 @@ pub fn issue_token(
     role: Role,
     name: &TokenName,
     lifetime: Option<TokenLifetime>,
+    operator: bool,
 ) -> Result<(api_tokens::ApiToken, ApiTokenSecret), CommandError> {
     let user = users::find_or_create(conn, org_id, email, role)?;
     if user.role != role.as_str() {
@@ -86,7 +89,13 @@ pub fn issue_token(
     let expires_at = lifetime.map(|l| Utc::now() + l.as_duration());
     let token = api_tokens::insert(
         conn,
-        &api_tokens::NewApiToken { user_id: user.id, name: name.as_str(), digest: secret.digest(), expires_at },
+        &api_tokens::NewApiToken {
+            user_id: user.id,
+            name: name.as_str(),
+            digest: secret.digest(),
+            expires_at,
+            operator,
+        },
     )?;
     Ok((token, secret))
 }

@@ -2,6 +2,7 @@
 
 mod attachments;
 mod auth;
+mod backups;
 mod batches;
 pub mod commands;
 mod delivery;

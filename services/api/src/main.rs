@@ -45,6 +45,10 @@ enum TokenCommand {
         /// Lifetime such as 30d, 12h or 90m; without it the token does not expire.
         #[arg(long)]
         expires_in: Option<String>,
+        /// The token may also see and start the installation's backups
+        /// (`/v1/backups`), which are no organization's.
+        #[arg(long)]
+        operator: bool,
     },
     /// List an organization's tokens (never their secrets), tab-separated.
     List {
@@ -71,9 +75,10 @@ async fn main() -> ExitCode {
             tracing::info!(count = applied.len(), ?applied, "migrations applied");
             Ok(())
         })),
-        Command::Token(TokenCommand::Create { org, role, name, email, expires_in }) => {
+        Command::Token(TokenCommand::Create { org, role, name, email, expires_in, operator }) => {
             stockflow_runtime::exit_status(admin(|conn| {
-                let token = commands::create_token(conn, TokenRequest { org, role, name, email, expires_in })?;
+                let token =
+                    commands::create_token(conn, TokenRequest { org, role, name, email, expires_in, operator })?;
                 println!("{}", token.expose());
                 Ok(())
             }))

@@ -79,6 +79,7 @@ fn table() -> Vec<Endpoint> {
     table.extend(crate::attachments::endpoints());
     table.extend(crate::exports::endpoints());
     table.extend(crate::schedules::endpoints());
+    table.extend(crate::backups::endpoints());
     table
 }
 

@@ -125,7 +125,7 @@ pub(crate) async fn create(
         .run(move |conn| {
             use diesel::Connection;
             conn.transaction(|conn| {
-                let (token, secret) = commands::issue_token(conn, org, &email, role, &name, lifetime)?;
+                let (token, secret) = commands::issue_token(conn, org, &email, role, &name, lifetime, false)?;
                 let user =
                     stockflow_db::users::find_by_email(conn, org, &email)?.ok_or(diesel::result::Error::NotFound)?;
                 Ok::<_, CommandError>((token, secret, user))

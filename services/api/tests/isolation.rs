@@ -86,6 +86,11 @@ async fn one_org_cannot_reach_another_orgs_records_through_any_route() {
         if !template.contains("{id}") {
             continue;
         }
+        // Backups are the installation's, no organization's: tests/backups.rs
+        // checks that a token without the operator scope finds nothing there.
+        if template.starts_with("/v1/backups/") {
+            continue;
+        }
         let (prefix, their_id) = theirs.iter().find(|(prefix, _)| template.starts_with(*prefix)).unwrap_or_else(|| {
             panic!("{template} takes an id this test cannot make yet: add a record of its kind to records()")
         });

@@ -214,8 +214,14 @@ async fn every_log_line_of_a_request_carries_its_request_id() {
     // stays on so the handler's error line names the product it missed.
     let filter = "warn,stockflow_api::products=info,stockflow_api::access=info";
     let env = ProcessEnv::new().with("LOG_FORMAT", "json").with("LOG_LEVEL", filter);
-    let request =
-        TokenRequest { org: "acme".into(), role: "viewer".into(), name: "logs".into(), email: None, expires_in: None };
+    let request = TokenRequest {
+        org: "acme".into(),
+        role: "viewer".into(),
+        name: "logs".into(),
+        email: None,
+        expires_in: None,
+        operator: false,
+    };
     let token = create_token(&mut env.database.connect(), request).unwrap().expose().to_owned();
     let port = free_port();
     let process = Logged(

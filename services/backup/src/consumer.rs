@@ -16,7 +16,11 @@ use stockflow_domain::{BackupDatabase, BackupMedia, BackupTrigger, BackupVerify,
 use stockflow_queue::{Handler, HandlerError};
 
 #[derive(Clone)]
-pub(crate) struct RunHandler(pub Backup);
+pub(crate) struct RunHandler {
+    pub backup: Backup,
+    /// Metrics and alerts of every run and verify that ends.
+    pub watch: std::sync::Arc<crate::watch::Watch>,
+}
 
 fn trigger(trigger: BackupTrigger) -> &'static str {
     match trigger {
@@ -35,9 +39,13 @@ fn answer(outcome: Result<(), BackupError>) -> Result<(), HandlerError> {
 
 impl RunHandler {
     async fn run(&self, trigger: &'static str) -> Result<(), HandlerError> {
-        answer(self.0.run(trigger).await.map(|run| {
+        let started = std::time::Instant::now();
+        let outcome = self.backup.run(trigger).await;
+        if let Ok(run) = &outcome {
             tracing::info!(run_id = %run.id, status = %run.status, error = ?run.error, "backup run ended");
-        }))
+            self.watch.ended("run", run, started.elapsed()).await;
+        }
+        answer(outcome.map(|_| ()))
     }
 }
 
@@ -63,9 +71,13 @@ impl Handler<BackupMedia> for RunHandler {
 
 impl Handler<BackupVerify> for RunHandler {
     async fn handle(&self, envelope: Envelope<BackupVerify>) -> Result<(), HandlerError> {
-        let outcome = self.0.verify(envelope.payload.run).await.map(|run| {
+        let started = std::time::Instant::now();
+        let outcome = self.backup.verify(envelope.payload.run).await;
+        if let Ok(run) = &outcome {
             tracing::info!(run_id = %run.id, status = %run.status, error = ?run.error, "backup verify ended");
-        });
+            self.watch.ended("verify", run, started.elapsed()).await;
+        }
+        let outcome = outcome.map(|_| ());
         match outcome {
             // Verify waits for a run in progress rather than being lost.
             Err(BackupError::Busy(holder)) => {

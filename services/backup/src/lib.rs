@@ -1,20 +1,25 @@
 //! stockflow-backup: Takes, verifies, prunes and restores database and media backups.
 
+pub mod alerts;
 mod consumer;
 mod dump;
 mod error;
 mod manifest;
 pub mod media;
+mod prune;
 pub mod restore;
+pub mod retention;
 pub mod run;
 mod session;
 mod settings;
 mod tools;
 mod verify;
+pub mod watch;
 
 pub use dump::{TableCounts, count_tables};
 pub use error::BackupError;
 pub use manifest::ManifestEntry;
+pub use prune::PruneReport;
 pub use run::Backup;
 pub use settings::{BackupSettings, Compress};
 
@@ -45,6 +50,10 @@ pub struct Settings {
     /// Where backups go.
     pub backup_storage: BackupStorageSettings,
     pub backup: BackupSettings,
+    /// `ALERT_*` and `BACKUP_MAX_AGE_HOURS`.
+    pub alerts: alerts::AlertSettings,
+    /// `BACKUP_KEEP_DAILY/WEEKLY/MONTHLY`, for `prune`.
+    pub keep: retention::KeepPolicy,
 }
 
 impl Settings {
@@ -57,6 +66,8 @@ impl Settings {
             storage: StorageSettings::from_env(env)?,
             backup_storage: BackupStorageSettings::from_env(env)?,
             backup: BackupSettings::from_env(env)?,
+            alerts: alerts::AlertSettings::from_env(env)?,
+            keep: retention::KeepPolicy::from_env(env)?,
         })
     }
 }
@@ -65,9 +76,20 @@ pub struct Application {
     service: BackgroundService,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error(transparent)]
+    Alerts(#[from] alerts::AlerterError),
+}
+
+/// How often the service checks that a verified backup is recent enough.
+const AGE_CHECK_EVERY: Duration = Duration::from_secs(300);
+
 impl Application {
     #[tracing::instrument(name = "backup.build", skip_all, fields(health_bind = %settings.health.bind), err)]
-    pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, StartupError> {
+    pub async fn build(settings: Settings, shutdown: Shutdown) -> Result<Self, BuildError> {
         let connections = Connections::open(&settings.database, &settings.broker, "backup", shutdown.clone())?
             .with_media_store(&settings.storage)?
             .with_backup_store(&settings.backup_storage)?;
@@ -84,15 +106,21 @@ impl Application {
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),
         };
-        let handler = consumer::RunHandler(backup);
+        let metrics_source = Arc::new(watch::BackupMetrics::new(registry, connections.database.clone()));
+        let watch = Arc::new(watch::Watch::new(metrics_source.clone(), alerts::Alerter::new(settings.alerts.clone())?));
+        let age_checks = watch.clone().spawn_age_checks(AGE_CHECK_EVERY, shutdown.clone());
+        let handler = consumer::RunHandler { backup, watch };
         let consumer = Consumer::new(BACKUPS)
             .route::<BackupDatabase, _>(handler.clone())
             .route::<BackupMedia, _>(handler.clone())
             .route::<BackupVerify, _>(handler)
             .start(connections.broker.clone(), publisher, metrics, consumer_settings, shutdown);
         let readiness = connections.readiness().with(consumer.check());
-        let service = BackgroundService::start(settings.health.bind, connections, readiness, Arc::new(registry))?
-            .finish_before_close(consumer.stopped());
+        let service = BackgroundService::start(settings.health.bind, connections, readiness, metrics_source)?
+            .finish_before_close(consumer.stopped())
+            .finish_before_close(async move {
+                let _ = age_checks.await;
+            });
         Ok(Self { service })
     }
 

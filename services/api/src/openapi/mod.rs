@@ -73,6 +73,10 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
         crate::schedules::pause,
         crate::schedules::resume,
         crate::schedules::runs,
+        crate::backups::list,
+        crate::backups::start,
+        crate::backups::get,
+        crate::backups::verify,
     ),
     components(
         schemas(crate::problem::Problem, crate::problem::FieldError, JsonValue, ExportRequest),
@@ -108,6 +112,7 @@ Lists return `items` newest first and a `next_cursor` to pass back as \
         (name = "tokens", description = "API tokens and who holds them"),
         (name = "exports", description = "Reports of batches or products, made in the background"),
         (name = "schedules", description = "Exports made on a cron schedule, and the installation's own schedules (admins)"),
+        (name = "backups", description = "The installation's backup runs; operator tokens only"),
         (name = "operations", description = "Health, readiness, metrics and this document; no token"),
     ),
 )]

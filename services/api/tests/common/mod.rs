@@ -21,8 +21,14 @@ pub(crate) async fn spawn_app() -> TestApp {
 }
 
 pub(crate) fn token(app: &TestApp, org: &str, role: &str) -> String {
-    let request =
-        TokenRequest { org: org.into(), role: role.into(), name: "test".into(), email: None, expires_in: None };
+    let request = TokenRequest {
+        org: org.into(),
+        role: role.into(),
+        name: "test".into(),
+        email: None,
+        expires_in: None,
+        operator: false,
+    };
     create_token(&mut app.database.connect(), request).expect("create token").expose().to_owned()
 }
 
