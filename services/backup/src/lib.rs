@@ -3,6 +3,7 @@
 pub mod alerts;
 mod consumer;
 mod dump;
+pub mod encrypted;
 mod error;
 mod manifest;
 pub mod media;
@@ -54,10 +55,13 @@ pub struct Settings {
     pub alerts: alerts::AlertSettings,
     /// `BACKUP_KEEP_DAILY/WEEKLY/MONTHLY`, for `prune`.
     pub keep: retention::KeepPolicy,
+    /// `BACKUP_ENCRYPTION_*`: off unless a recipient is set.
+    pub encryption: Option<encrypted::EncryptionSettings>,
 }
 
 impl Settings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let backup = BackupSettings::from_env(env)?;
         Ok(Self {
             telemetry: TelemetrySettings::from_env(env)?,
             database: DatabaseSettings::from_env(env)?,
@@ -65,7 +69,8 @@ impl Settings {
             health: HealthSettings::from_env(env, HEALTH_BIND_VAR, DEFAULT_HEALTH_BIND)?,
             storage: StorageSettings::from_env(env)?,
             backup_storage: BackupStorageSettings::from_env(env)?,
-            backup: BackupSettings::from_env(env)?,
+            encryption: encrypted::EncryptionSettings::from_env(env, backup.verify_after_run)?,
+            backup,
             alerts: alerts::AlertSettings::from_env(env)?,
             keep: retention::KeepPolicy::from_env(env)?,
         })
@@ -144,7 +149,13 @@ pub fn backup(settings: &Settings, connections: &Connections) -> Result<Backup, 
         database: connections.database.clone(),
         database_settings: settings.database.clone(),
         media: connections.media_store().ok_or_else(|| missing("storage"))?,
-        backups: connections.backup_store().ok_or_else(|| missing("backup_storage"))?,
+        backups: match &settings.encryption {
+            Some(encryption) => Arc::new(encrypted::Encrypted::new(
+                connections.backup_store().ok_or_else(|| missing("backup_storage"))?,
+                encryption.clone(),
+            )),
+            None => connections.backup_store().ok_or_else(|| missing("backup_storage"))?,
+        },
         settings: settings.backup.clone(),
     })
 }

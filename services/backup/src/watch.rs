@@ -148,8 +148,11 @@ impl Watch {
         let reason = run.error.clone().unwrap_or_else(|| "no reason was recorded".to_owned());
         // A run is failed by its verify when its artifacts were all stored.
         let verify_failed = step == "verify" || reason.starts_with("verification failed");
-        let (kind, what) =
-            if verify_failed { (AlertKind::VerifyFailed, "verify of backup run") } else { (AlertKind::BackupFailed, "backup run") };
+        let (kind, what) = if verify_failed {
+            (AlertKind::VerifyFailed, "verify of backup run")
+        } else {
+            (AlertKind::BackupFailed, "backup run")
+        };
         let alert = Alert::new(kind, Some(run.id), format!("{what} {} failed", run.id), reason, Utc::now());
         self.deliver(&alert).await;
     }

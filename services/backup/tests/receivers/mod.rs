@@ -103,4 +103,3 @@ pub(crate) async fn smtp_receiver(refusals: usize) -> (u16, Arc<Mutex<Vec<String
     });
     (port, seen)
 }
-
