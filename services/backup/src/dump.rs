@@ -3,7 +3,7 @@
 //! storage (no whole dump in memory, no copy on local disk).
 
 use crate::BackupError;
-use crate::tools::collect_stderr;
+use crate::tools::{ClientTarget, collect_stderr};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use futures_util::StreamExt;
@@ -76,12 +76,14 @@ pub(crate) async fn dump(
     storage: &dyn Storage,
     key: &Key,
 ) -> Result<Stored, BackupError> {
-    let mut child = tokio::process::Command::new(command.program)
+    let mut pg_dump = tokio::process::Command::new(command.program);
+    pg_dump
         .arg("--format=custom")
         .arg(format!("--compress={}", command.compress))
         .arg(format!("--snapshot={snapshot}"))
-        .arg("--no-password")
-        .arg(format!("--dbname={}", command.database_url))
+        .arg("--no-password");
+    ClientTarget::new(command.database_url).apply(&mut pg_dump);
+    let mut child = pg_dump
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

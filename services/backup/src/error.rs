@@ -20,6 +20,8 @@ pub enum BackupError {
     Media(String),
     #[error("verification failed: {0}")]
     Verify(String),
+    #[error("restore failed: {0}")]
+    Restore(String),
     #[error("another backup run was in progress: {0}")]
     Busy(String),
     #[error("no backup run {0}")]

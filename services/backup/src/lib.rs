@@ -5,8 +5,10 @@ mod consumer;
 mod dump;
 pub mod encrypted;
 mod error;
+mod manifest;
 pub mod media;
 mod prune;
+pub mod restore;
 pub mod retention;
 pub mod run;
 mod session;
@@ -17,6 +19,7 @@ pub mod watch;
 
 pub use dump::{TableCounts, count_tables};
 pub use error::BackupError;
+pub use manifest::ManifestEntry;
 pub use prune::PruneReport;
 pub use run::Backup;
 pub use settings::{BackupSettings, Compress};

@@ -4,6 +4,8 @@
 //! nothing; a per-run manifest maps each media key to its object.
 
 use crate::BackupError;
+pub use crate::manifest::ManifestEntry;
+use crate::manifest::ManifestWriter;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bytea, Nullable, Text};
 use serde::{Deserialize, Serialize};
@@ -24,22 +26,15 @@ pub(crate) struct Referenced {
     kind: String,
 }
 
-/// `backups/<run>/media.json`.
+/// A whole `backups/<run>/media.json`, for readers that want it in memory
+/// (prune reads small sets of them); runs and verify stream it instead
+/// (see manifest.rs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub version: u32,
     pub run_id: uuid::Uuid,
     /// Media key -> its object.
     pub objects: BTreeMap<String, ManifestEntry>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestEntry {
-    /// Lowercase hex; also names the object in backup storage.
-    pub sha256: String,
-    pub size: u64,
-    /// `attachment` or `export`.
-    pub kind: String,
 }
 
 /// What a media backup stored.
@@ -50,17 +45,25 @@ pub struct MediaTotals {
     pub new_bytes: i64,
 }
 
-/// Every stored attachment and succeeded export, in the session's snapshot.
-pub(crate) fn list_referenced(conn: &mut PgConnection) -> Result<Vec<Referenced>, BackupError> {
-    Ok(diesel::sql_query(
-        "SELECT storage_key AS key, sha256, size_bytes AS size, 'attachment' AS kind \
+/// Opens a cursor over every stored attachment and succeeded export, in
+/// the session's snapshot (call inside it); `fetch` reads it in batches,
+/// so the listing is never whole in memory.
+pub(crate) fn declare_listing(conn: &mut PgConnection) -> Result<(), BackupError> {
+    diesel::sql_query(
+        "DECLARE media_listing NO SCROLL CURSOR FOR \
+         SELECT storage_key AS key, sha256, size_bytes AS size, 'attachment' AS kind \
          FROM attachments WHERE state = 'stored' \
          UNION ALL \
          SELECT storage_key, sha256, size_bytes, 'export' FROM exports \
-         WHERE status = 'succeeded' AND storage_key IS NOT NULL AND size_bytes IS NOT NULL \
-         ORDER BY 1",
+         WHERE status = 'succeeded' AND storage_key IS NOT NULL AND size_bytes IS NOT NULL",
     )
-    .load(conn)?)
+    .execute(conn)?;
+    Ok(())
+}
+
+/// The next batch of the listing; empty at its end.
+pub(crate) fn fetch(conn: &mut PgConnection) -> Result<Vec<Referenced>, BackupError> {
+    Ok(diesel::sql_query("FETCH 500 FROM media_listing").load(conn)?)
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -73,18 +76,16 @@ pub fn object_key(sha256_hex: &str) -> Result<Key, BackupError> {
     Key::parse(&format!("media/objects/{shard}/{sha256_hex}")).map_err(|e| BackupError::Media(e.to_string()))
 }
 
-/// Copies what backup storage lacks, checking each copy's sha256 as it
-/// streams by, and builds the manifest.
-#[tracing::instrument(skip_all, fields(objects = referenced.len()), err)]
-pub(crate) async fn copy(
-    run_id: uuid::Uuid,
-    referenced: Vec<Referenced>,
+/// Copies the objects of one batch that backup storage lacks, checking
+/// each copy's sha256 as it streams by, and adds them to the manifest.
+pub(crate) async fn copy_batch(
+    batch: Vec<Referenced>,
     media: &Arc<dyn Storage>,
     backups: &Arc<dyn Storage>,
-) -> Result<(Manifest, MediaTotals), BackupError> {
-    let mut manifest = Manifest { version: 1, run_id, objects: BTreeMap::new() };
-    let mut totals = MediaTotals::default();
-    for object in referenced {
+    manifest: &mut ManifestWriter,
+    totals: &mut MediaTotals,
+) -> Result<(), BackupError> {
+    for object in batch {
         let sha = object
             .sha256
             .as_deref()
@@ -99,9 +100,9 @@ pub(crate) async fn copy(
         }
         totals.objects += 1;
         totals.bytes += object.size;
-        manifest.objects.insert(object.key, ManifestEntry { sha256: sha, size, kind: object.kind });
+        manifest.add(&object.key, &ManifestEntry { sha256: sha, size, kind: object.kind }).await?;
     }
-    Ok((manifest, totals))
+    Ok(())
 }
 
 async fn copy_one(

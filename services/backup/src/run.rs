@@ -4,7 +4,8 @@
 
 use crate::dump::{self, DumpCommand};
 use crate::error::run_label;
-use crate::media;
+use crate::manifest::ManifestWriter;
+use crate::media::{self, MediaTotals};
 use crate::session::Session;
 use crate::verify::Verifier;
 use crate::{BackupError, BackupSettings, tools};
@@ -13,7 +14,7 @@ use stockflow_config::DatabaseSettings;
 use stockflow_db::Database;
 use stockflow_db::backup_runs::{self, BackupRun, DatabaseArtifact, MediaArtifact};
 use stockflow_domain::BackupRunRef;
-use stockflow_storage::{Key, PutMode, Storage};
+use stockflow_storage::{Key, Storage};
 use uuid::Uuid;
 
 /// Everything a run needs; cheap to clone.
@@ -90,10 +91,11 @@ impl Backup {
         let server = session.run(tools::server_major).await?;
         tools::check_major(&self.settings.pg_dump, server).await?;
         tools::check_major(&self.settings.pg_restore, server).await?;
-        let (snapshot, counts, referenced) = session
+        let (snapshot, counts) = session
             .run(|conn| {
                 let snapshot = dump::begin_snapshot(conn)?;
-                Ok((snapshot, dump::count_tables(conn)?, media::list_referenced(conn)?))
+                media::declare_listing(conn)?;
+                Ok((snapshot, dump::count_tables(conn)?))
             })
             .await?;
         let dump_key = dump_key(run_id)?;
@@ -110,12 +112,26 @@ impl Backup {
             table_counts: serde_json::to_value(&counts).map_err(|e| BackupError::Dump(e.to_string()))?,
         };
         self.db(move |conn| backup_runs::record_database(conn, run_id, &artifact)).await?;
-        let (manifest, totals) = media::copy(run_id, referenced, &self.media, &self.backups).await?;
-        session.run(dump::end_snapshot).await?;
+
         let manifest_key = manifest_key(run_id)?;
-        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| BackupError::Media(e.to_string()))?;
-        let body = futures_util::stream::once(async move { Ok(bytes::Bytes::from(bytes)) });
-        self.backups.put(&manifest_key, Box::pin(body), PutMode::Overwrite).await?;
+        let mut manifest = ManifestWriter::start(Arc::clone(&self.backups), manifest_key.clone(), run_id);
+        let mut totals = MediaTotals::default();
+        let copied = async {
+            loop {
+                let batch = session.run(media::fetch).await?;
+                if batch.is_empty() {
+                    return Ok::<_, BackupError>(());
+                }
+                media::copy_batch(batch, &self.media, &self.backups, &mut manifest, &mut totals).await?;
+            }
+        }
+        .await;
+        if let Err(error) = copied {
+            manifest.abort().await;
+            return Err(error);
+        }
+        manifest.finish().await?;
+        session.run(dump::end_snapshot).await?;
         let key = manifest_key.as_str().to_owned();
         self.db(move |conn| {
             let artifact = MediaArtifact {
@@ -145,13 +161,7 @@ impl Backup {
     /// lock, so it never overlaps a run.
     #[tracing::instrument(skip_all, err)]
     pub async fn verify(&self, selector: BackupRunRef) -> Result<BackupRun, BackupError> {
-        let run = self
-            .db(move |conn| match selector {
-                BackupRunRef::Latest => backup_runs::latest_succeeded(conn),
-                BackupRunRef::Id(id) => backup_runs::get(conn, id),
-            })
-            .await?
-            .ok_or_else(|| BackupError::NotFound(selector.to_string()))?;
+        let run = self.find(selector).await?;
         let mut session = Session::open(&self.database_settings).await?;
         if !session.run(|conn| Ok(backup_runs::try_lock(conn)?)).await? {
             let holder = self.holder(&mut session).await?;
@@ -167,8 +177,7 @@ impl Backup {
         if run.status != backup_runs::SUCCEEDED {
             return Err(BackupError::Verify(format!("run {} is {}, not succeeded", run.id, run.status)));
         }
-        let verifier =
-            Verifier { settings: &self.settings, database: &self.database_settings, backups: self.backups.as_ref() };
+        let verifier = Verifier { settings: &self.settings, database: &self.database_settings, backups: &self.backups };
         let id = run.id;
         match verifier.verify(session, run).await {
             Ok(()) => {

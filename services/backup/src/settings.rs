@@ -55,3 +55,23 @@ impl BackupSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_bad_values() {
+        let settings = BackupSettings::from_env(&Env::from_pairs([("X", "")])).unwrap();
+        assert_eq!((settings.pg_dump.as_str(), settings.pg_restore.as_str()), ("pg_dump", "pg_restore"));
+        assert_eq!(settings.compress, Compress(3));
+        assert!(settings.verify_after_run);
+        let env = Env::from_pairs([("BACKUP_COMPRESS", "0"), ("BACKUP_PG_DUMP", "/usr/lib/postgresql/15/bin/pg_dump")]);
+        let settings = BackupSettings::from_env(&env).unwrap();
+        assert_eq!((settings.compress, settings.pg_dump.as_str()), (Compress(0), "/usr/lib/postgresql/15/bin/pg_dump"));
+        for bad in ["10", "-1", "high"] {
+            let error = BackupSettings::from_env(&Env::from_pairs([("BACKUP_COMPRESS", bad)])).unwrap_err();
+            assert!(error.to_string().contains("BACKUP_COMPRESS"), "{error}");
+        }
+    }
+}

@@ -81,3 +81,69 @@ mod tests {
         assert_eq!(super::parse_major("nothing here"), None);
     }
 }
+
+/// A database URL for a PostgreSQL client tool, split so the password goes
+/// in `PGPASSWORD`: anyone on the host can read a process's arguments.
+pub(crate) struct ClientTarget {
+    pub url: String,
+    pub password: Option<String>,
+}
+
+impl ClientTarget {
+    pub(crate) fn new(url: &str) -> Self {
+        let Ok(mut parsed) = url::Url::parse(url) else {
+            return Self { url: url.to_owned(), password: None };
+        };
+        let password = parsed.password().map(percent_decode);
+        if password.is_some() && parsed.set_password(None).is_ok() {
+            return Self { url: parsed.to_string(), password };
+        }
+        Self { url: url.to_owned(), password: None }
+    }
+
+    /// Points `command` at the target: `--dbname=<url without password>`.
+    pub(crate) fn apply(&self, command: &mut tokio::process::Command) {
+        command.arg(format!("--dbname={}", self.url));
+        if let Some(password) = &self.password {
+            command.env("PGPASSWORD", password);
+        }
+    }
+}
+
+/// `%xx` escapes of a URL's password back to bytes.
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| raw.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::ClientTarget;
+
+    #[test]
+    fn the_password_leaves_the_url_for_pgpassword() {
+        let target = ClientTarget::new("postgres://stockflow:p%40ss%2Fw@db:5432/stockflow?sslmode=require");
+        assert_eq!(target.url, "postgres://stockflow@db:5432/stockflow?sslmode=require");
+        assert_eq!(target.password.as_deref(), Some("p@ss/w"));
+        let plain = ClientTarget::new("postgres://stockflow@db/stockflow");
+        assert_eq!((plain.url.as_str(), plain.password), ("postgres://stockflow@db/stockflow", None));
+    }
+}

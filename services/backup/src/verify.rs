@@ -4,13 +4,15 @@
 //! The scratch database is dropped whatever happened.
 
 use crate::dump::{TableCounts, count_tables};
-use crate::media::{Manifest, hex, object_key};
+use crate::manifest;
+use crate::media::{hex, object_key};
 use crate::session::Session;
-use crate::tools::collect_stderr;
+use crate::tools::{ClientTarget, collect_stderr};
 use crate::{BackupError, BackupSettings};
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::process::Stdio;
+use std::sync::Arc;
 use stockflow_config::DatabaseSettings;
 use stockflow_db::backup_runs::BackupRun;
 use stockflow_storage::{Key, Storage};
@@ -19,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 pub(crate) struct Verifier<'a> {
     pub settings: &'a BackupSettings,
     pub database: &'a DatabaseSettings,
-    pub backups: &'a dyn Storage,
+    pub backups: &'a Arc<dyn Storage>,
 }
 
 impl Verifier<'_> {
@@ -45,7 +47,7 @@ impl Verifier<'_> {
         let mut url = url::Url::parse(self.database.url.expose())
             .map_err(|e| BackupError::Verify(format!("DATABASE_URL is not a URL: {e}")))?;
         url.set_path(&format!("/{scratch}"));
-        self.restore(key, sha, url.as_str()).await?;
+        pg_restore(self.settings, self.backups.as_ref(), key, sha, url.as_str(), &[]).await?;
         let mut scratch_settings = self.database.clone();
         scratch_settings.url =
             <stockflow_config::DatabaseUrl as stockflow_config::FromEnvValue>::from_env_value(url.as_str())
@@ -55,64 +57,14 @@ impl Verifier<'_> {
         compare_counts(&expected, &restored)
     }
 
-    async fn restore(&self, key: &str, sha: &[u8], target_url: &str) -> Result<(), BackupError> {
-        let key = Key::parse(key).map_err(|e| BackupError::Verify(e.to_string()))?;
-        let mut body = self.backups.get(&key, None).await?.body;
-        let program = &self.settings.pg_restore;
-        let mut child = tokio::process::Command::new(program)
-            .arg(format!("--dbname={target_url}"))
-            .args(["--no-owner", "--exit-on-error", "--no-password"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|error| BackupError::Tool(format!("cannot run {program}: {error}")))?;
-        let stderr = collect_stderr(child.stderr.take());
-        let mut stdin = child.stdin.take();
-        let mut hasher = Sha256::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BackupError::Verify(format!("reading the dump: {e}")))?;
-            hasher.update(&chunk);
-            // A pg_restore that stopped early still lets the hash finish,
-            // so a corrupt dump is reported as such, not as its symptom.
-            if let Some(pipe) = stdin.as_mut()
-                && pipe.write_all(&chunk).await.is_err()
-            {
-                stdin = None;
-            }
-        }
-        drop(stdin);
-        let status = child.wait().await.map_err(|e| BackupError::Verify(e.to_string()))?;
-        let stderr = stderr.await.unwrap_or_default();
-        let read = hasher.finalize();
-        if read.as_slice() != sha {
-            return Err(BackupError::Verify(format!(
-                "the dump's sha256 is {} but {} was recorded",
-                hex(&read),
-                hex(sha)
-            )));
-        }
-        if !status.success() {
-            return Err(BackupError::Verify(format!("pg_restore {status}: {stderr}")));
-        }
-        Ok(())
-    }
-
     async fn check_media(&self, run: &BackupRun) -> Result<(), BackupError> {
         let Some(key) = &run.media_manifest_key else {
             return Err(BackupError::Verify("the run recorded no media manifest".to_owned()));
         };
         let key = Key::parse(key).map_err(|e| BackupError::Verify(e.to_string()))?;
-        let bytes = read_all(self.backups, &key).await.map_err(|e| match e {
-            BackupError::Storage(stockflow_storage::StorageError::NotFound(_)) => {
-                BackupError::Verify(format!("the media manifest {} is missing", key.as_str()))
-            }
-            other => other,
-        })?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| BackupError::Verify(format!("unreadable media manifest: {e}")))?;
-        for (media_key, entry) in &manifest.objects {
+        let mut entries = manifest::read(Arc::clone(self.backups), key);
+        while let Some(entry) = entries.recv().await {
+            let (media_key, entry) = entry?;
             let object = object_key(&entry.sha256)?;
             let mut body = match self.backups.get(&object, None).await {
                 Ok(found) => found.body,
@@ -133,6 +85,58 @@ impl Verifier<'_> {
     }
 }
 
+/// Streams the dump at `key` into pg_restore on `target_url`, hashing it on
+/// the way; a dump whose sha256 is not `sha` is reported as such, even when
+/// pg_restore also failed on it.
+pub(crate) async fn pg_restore(
+    settings: &BackupSettings,
+    backups: &dyn Storage,
+    key: &str,
+    sha: &[u8],
+    target_url: &str,
+    extra: &[&str],
+) -> Result<(), BackupError> {
+    let key = Key::parse(key).map_err(|e| BackupError::Verify(e.to_string()))?;
+    let mut body = backups.get(&key, None).await?.body;
+    let program = &settings.pg_restore;
+    let mut command = tokio::process::Command::new(program);
+    ClientTarget::new(target_url).apply(&mut command);
+    let mut child = command
+        .args(["--no-owner", "--exit-on-error", "--no-password"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|error| BackupError::Tool(format!("cannot run {program}: {error}")))?;
+    let stderr = collect_stderr(child.stderr.take());
+    let mut stdin = child.stdin.take();
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| BackupError::Verify(format!("reading the dump: {e}")))?;
+        hasher.update(&chunk);
+        // A pg_restore that stopped early still lets the hash finish,
+        // so a corrupt dump is reported as such, not as its symptom.
+        if let Some(pipe) = stdin.as_mut()
+            && pipe.write_all(&chunk).await.is_err()
+        {
+            stdin = None;
+        }
+    }
+    drop(stdin);
+    let status = child.wait().await.map_err(|e| BackupError::Verify(e.to_string()))?;
+    let stderr = stderr.await.unwrap_or_default();
+    let read = hasher.finalize();
+    if read.as_slice() != sha {
+        return Err(BackupError::Verify(format!("the dump's sha256 is {} but {} was recorded", hex(&read), hex(sha))));
+    }
+    if !status.success() {
+        return Err(BackupError::Verify(format!("pg_restore {status}: {stderr}")));
+    }
+    Ok(())
+}
+
 fn compare_counts(expected: &TableCounts, restored: &TableCounts) -> Result<(), BackupError> {
     let differences: Vec<String> = expected
         .keys()
@@ -148,14 +152,4 @@ fn compare_counts(expected: &TableCounts, restored: &TableCounts) -> Result<(), 
         return Ok(());
     }
     Err(BackupError::Verify(format!("row counts differ: {}", differences.join("; "))))
-}
-
-/// Small objects only (a manifest).
-pub(crate) async fn read_all(storage: &dyn Storage, key: &Key) -> Result<Vec<u8>, BackupError> {
-    let mut body = storage.get(key, None).await?.body;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.next().await {
-        bytes.extend_from_slice(&chunk.map_err(|e| BackupError::Verify(e.to_string()))?);
-    }
-    Ok(bytes)
 }
