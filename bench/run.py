@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("STOCKFLOW_BIN_DIR", os.path.join(ROOT, "target", "release"))
@@ -1472,13 +1473,185 @@ def scenario_scheduler(runs):
     ]
 
 
+BACKUP_DB = os.environ.get("BENCH_BACKUP_DATABASE", "stockflow_bench_backup")
+BACKUP_MEDIA_DB = os.environ.get("BENCH_BACKUP_MEDIA_DATABASE", "stockflow_bench_backup_media")
+BACKUP_MEDIA_FILES = 2_000
+BACKUP_MEDIA_FILE_BYTES = 256 * 1024
+BACKUP_COMPRESS = "3"
+
+
+def seed_backup_media(url, media_root):
+    """BACKUP_MEDIA_FILES stored attachments of BACKUP_MEDIA_FILE_BYTES random
+    bytes each, on one batch, their files in `media_root` under the keys the
+    api gives them, their rows with the sha256 of each file."""
+    sql(url, """
+INSERT INTO organizations (slug, name) VALUES ('bench-media', 'bench-media');
+INSERT INTO products (org_id, sku, name, unit) SELECT id, 'P-1', 'Flour', 'kg' FROM organizations WHERE slug = 'bench-media';
+INSERT INTO batches (org_id, product_id, code, quantity, produced_at, status)
+SELECT o.id, p.id, 'LOT-1', 1, now(), 'completed' FROM organizations o JOIN products p ON p.org_id = o.id WHERE o.slug = 'bench-media';
+""")
+    org, batch = sql(url, "SELECT o.id, b.id FROM organizations o JOIN batches b ON b.org_id = o.id WHERE o.slug = 'bench-media';").split("|")
+    rows = []
+    for _ in range(BACKUP_MEDIA_FILES):
+        attachment = str(uuid.uuid4())
+        key = f"{org}/attachments/{attachment}"
+        body = os.urandom(BACKUP_MEDIA_FILE_BYTES)
+        path = os.path.join(media_root, key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(body)
+        rows.append(f"{attachment}\t{org}\t{batch}\t{key}\tfile.bin\tapplication/octet-stream\t{len(body)}\t\\\\x{hashlib.sha256(body).hexdigest()}\tstored")
+    sql(url, "COPY attachments (id, org_id, batch_id, storage_key, filename, content_type, size_bytes, sha256, state) FROM STDIN;\n"
+        + "\n".join(rows) + "\n\\.\n")
+
+
+def scenario_backup(runs):
+    """Backups of the 1,000,000-batch database against plain `pg_dump -Fc`, restores against plain `pg_restore`, and a media backup over unchanged media against the first one.
+
+    Database: a copy of export's (stockflow_bench_export, 1,000,000 batches,
+    seeded once and reused) without its export rows, stockflow_bench_backup,
+    dropped after. Ours: `stockflow-backup run` (release, the CLI an
+    operator or cron runs, BACKUP_COMPRESS=3, BACKUP_VERIFY_AFTER_RUN=false
+    so the figure is the backup alone): it opens a REPEATABLE READ snapshot,
+    counts every table in it, streams `pg_dump --format=custom --compress=3
+    --snapshot` into LocalFs (BACKUP_ROOT under var/bench/: sha256, write,
+    fsync, link), lists the referenced media (none) and records the run;
+    wall time of the whole command. Baseline: `pg_dump --format=custom
+    --compress=3 --file=<file in the same directory>` of the same database,
+    the plain way to get the same dump. Restore: ours is `stockflow-backup
+    restore <run> --target-database-url <empty database>` (sha256 of the
+    stored dump checked, pg_restore fed from backup storage, every table
+    counted and compared); baseline `pg_restore --no-owner
+    --exit-on-error --dbname=<empty database> <the same dump file>`. Peak
+    RSS of our backup command (GNU time; the largest of the process and the
+    children it waited for, pg_dump included) beside pg_dump's own. Media: a
+    database of its own (stockflow_bench_backup_media, dropped after) with
+    2,000 stored attachments of 256 KiB random bytes (500 MiB) in MEDIA_ROOT;
+    the first `stockflow-backup run` into an empty BACKUP_ROOT copies them
+    all (hashing each as it streams), the second, with nothing changed,
+    copies nothing; the figure is the second's time against the first's.
+    Runs alternate; medians.
+    """
+    os.makedirs(os.path.join(ROOT, "var", "bench"), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="backup-", dir=os.path.join(ROOT, "var", "bench"))
+    seed_export_database(scratch)
+    # A copy of export's database without its exports, whose files went
+    # with export's scratch directory (a backup refuses rows whose media
+    # are missing).
+    sql(db_url("postgres"), f"DROP DATABASE IF EXISTS {BACKUP_DB} WITH (FORCE); CREATE DATABASE {BACKUP_DB} TEMPLATE {EXPORT_DB};")
+    url = db_url(BACKUP_DB)
+    sql(url, "DELETE FROM exports; DELETE FROM backup_runs; VACUUM ANALYZE;")
+    binary = os.path.join(BIN, "stockflow-backup")
+    results = {"ours": [], "pg_dump": [], "restore": [], "pg_restore": [], "ours_rss": [], "pg_dump_rss": [],
+               "media_first": [], "media_second": [], "media_rss": []}
+
+    def backup_env(database_url, backup_root, media_root):
+        return service_env({"DATABASE_URL": database_url, "BACKUP_ROOT": backup_root, "MEDIA_ROOT": media_root,
+                            "BACKUP_COMPRESS": BACKUP_COMPRESS, "BACKUP_VERIFY_AFTER_RUN": "false"})
+
+    def measured(argv, env):
+        rss_file = os.path.join(scratch, "maxrss")
+        started = time.perf_counter()
+        proc = subprocess.run([TIME, "-o", rss_file, "-f", "%M"] + argv, env=env, capture_output=True, text=True)
+        took = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        with open(rss_file) as f:
+            return took, int(f.read().split()[-1]), proc.stdout.strip()
+
+    def empty_database(name):
+        sql(db_url("postgres"), f"DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name};")
+        return db_url(name)
+
+    media_db_made = False
+    try:
+        media_root = os.path.join(scratch, "media")
+        os.makedirs(media_root)
+        last_run = None
+        for round_ in range(runs):
+            order = ["ours", "baseline"] if round_ % 2 == 0 else ["baseline", "ours"]
+            for name in order:
+                root = os.path.join(scratch, f"backups-{round_}-{name}")
+                os.makedirs(root)
+                if name == "ours":
+                    took, rss, run_id = measured([binary, "run"], backup_env(url, root, media_root))
+                    results["ours"].append(took)
+                    results["ours_rss"].append(rss / 1024)
+                    last_run = (root, run_id)
+                    print(f"  round {round_ + 1}/{runs} stockflow-backup run: {took:.2f} s, peak RSS {rss / 1024:.1f} MiB", flush=True)
+                else:
+                    dump = os.path.join(root, "plain.dump")
+                    took, rss, _ = measured(["pg_dump", "--format=custom", f"--compress={BACKUP_COMPRESS}", f"--file={dump}", url], service_env())
+                    results["pg_dump"].append(took)
+                    results["pg_dump_rss"].append(rss / 1024)
+                    print(f"  round {round_ + 1}/{runs} pg_dump -Fc: {took:.2f} s, peak RSS {rss / 1024:.1f} MiB", flush=True)
+            # Restores of this round's run, ours and the plain one, into empty databases.
+            root, run_id = last_run
+            key = sql(url, f"SELECT db_key FROM backup_runs WHERE id = {literal(run_id)};")
+            for name in order:
+                target = empty_database("stockflow_bench_restore")
+                if name == "ours":
+                    took, _, _ = measured([binary, "restore", run_id, "--target-database-url", target], backup_env(url, root, media_root))
+                    results["restore"].append(took)
+                else:
+                    took, _, _ = measured(["pg_restore", "--no-owner", "--exit-on-error", f"--dbname={target}", os.path.join(root, key)], service_env())
+                    results["pg_restore"].append(took)
+                print(f"  round {round_ + 1}/{runs} restore {'stockflow-backup restore' if name == 'ours' else 'pg_restore'}: {took:.2f} s", flush=True)
+            for name in order:
+                shutil.rmtree(os.path.join(scratch, f"backups-{round_}-{name}"), ignore_errors=True)
+
+        print(f"  seeding {BACKUP_MEDIA_DB}: {BACKUP_MEDIA_FILES:,} files of {BACKUP_MEDIA_FILE_BYTES // 1024} KiB", flush=True)
+        recreate_database(BACKUP_MEDIA_DB)
+        media_db_made = True
+        media_url = db_url(BACKUP_MEDIA_DB)
+        seed_backup_media(media_url, media_root)
+        for round_ in range(runs):
+            root = os.path.join(scratch, f"media-backups-{round_}")
+            os.makedirs(root)
+            first, first_rss, _ = measured([binary, "run"], backup_env(media_url, root, media_root))
+            second, _, _ = measured([binary, "run"], backup_env(media_url, root, media_root))
+            new_bytes = sql(media_url, "SELECT media_new_bytes FROM backup_runs ORDER BY started_at DESC LIMIT 1;")
+            if new_bytes != "0":
+                raise RuntimeError(f"the second media backup copied {new_bytes} bytes over unchanged media")
+            results["media_first"].append(first)
+            results["media_second"].append(second)
+            results["media_rss"].append(first_rss / 1024)
+            print(f"  round {round_ + 1}/{runs} media: first run {first:.2f} s, second (unchanged) {second:.2f} s", flush=True)
+            shutil.rmtree(root, ignore_errors=True)
+    finally:
+        sql(db_url("postgres"), f"DROP DATABASE IF EXISTS stockflow_bench_restore WITH (FORCE); DROP DATABASE IF EXISTS {BACKUP_DB} WITH (FORCE);")
+        if media_db_made:
+            sql(db_url("postgres"), f"DROP DATABASE IF EXISTS {BACKUP_MEDIA_DB} WITH (FORCE);")
+        shutil.rmtree(scratch, ignore_errors=True)
+    med = {name: statistics.median(values) for name, values in results.items()}
+    rss = max(max(results["ours_rss"]), max(results["media_rss"]))
+    return [
+        {"figure": f"database backup of {EXPORT_BATCHES:,} batches, -Z{BACKUP_COMPRESS} (s, median of {runs})",
+         "ours": round(med["ours"], 2), "baseline": round(med["pg_dump"], 2),
+         "baseline_tool": f"pg_dump --format=custom --compress={BACKUP_COMPRESS} --file=<local file>",
+         "ratio": round(med["ours"] / med["pg_dump"], 2)},
+        {"figure": f"restore of that dump into an empty database (s, median of {runs})",
+         "ours": round(med["restore"], 2), "baseline": round(med["pg_restore"], 2),
+         "baseline_tool": "pg_restore --no-owner --exit-on-error of the same dump file",
+         "ratio": round(med["restore"] / med["pg_restore"], 2)},
+        {"figure": f"media backup, second run over unchanged media ({BACKUP_MEDIA_FILES:,} files) (s, median of {runs})",
+         "ours": round(med["media_second"], 3), "baseline": round(med["media_first"], 3),
+         "baseline_tool": f"our first run, copying all {BACKUP_MEDIA_FILES * BACKUP_MEDIA_FILE_BYTES / 2**20:.1f} MiB",
+         "ratio": round(med["media_second"] / med["media_first"], 3)},
+        {"figure": "backup command peak RSS (MiB, the largest of its runs)",
+         "ours": round(rss, 1), "baseline": round(max(results["pg_dump_rss"]), 1),
+         "baseline_tool": "pg_dump's own peak RSS, same dump",
+         "ratio": round(rss / max(results["pg_dump_rss"]), 2)},
+    ]
+
+
 def metrics_text(service):
     with urllib.request.urlopen(f"{service.base}/metrics", timeout=10) as response:
         return response.read().decode()
 
 
 SCENARIOS = {"startup": scenario_startup, "storage-put": scenario_storage_put, "api-list": scenario_api_list, "upload": scenario_upload,
-             "export": scenario_export, "jobs": scenario_jobs, "scheduler": scenario_scheduler}
+             "export": scenario_export, "jobs": scenario_jobs, "scheduler": scenario_scheduler, "backup": scenario_backup}
 
 
 def machine():
@@ -1526,6 +1699,7 @@ def shrink_for_quick_run():
     nothing and are not kept."""
     global PUT_BYTES, LOAD_SECONDS, WARMUP_SECONDS, SEED_BATCHES_PER_ORG, SEED_MARKER, LIST_DB, UPLOAD_DB
     global UPLOAD_BYTES, EXPORT_BATCHES, EXPORT_MARKER, EXPORT_DB, JOBS, JOBS_DB, SCHEDULES, SCHEDULER_DB, IDLE_SECONDS
+    global BACKUP_MEDIA_FILES, BACKUP_MEDIA_FILE_BYTES, BACKUP_MEDIA_DB, BACKUP_DB
     PUT_BYTES = UPLOAD_BYTES = 16 << 20
     LOAD_SECONDS, WARMUP_SECONDS = 2, 1
     SEED_BATCHES_PER_ORG = 2_000
@@ -1534,6 +1708,8 @@ def shrink_for_quick_run():
     EXPORT_MARKER = EXPORT_MARKER.rsplit(" x ", 1)[0] + f" x {EXPORT_BATCHES} batches"
     JOBS = 200
     SCHEDULES, IDLE_SECONDS = 500, 3
+    BACKUP_MEDIA_FILES, BACKUP_MEDIA_FILE_BYTES = 20, 16 * 1024
+    BACKUP_MEDIA_DB, BACKUP_DB = f"{BACKUP_MEDIA_DB}_quick", f"{BACKUP_DB}_quick"
     LIST_DB, UPLOAD_DB, EXPORT_DB, JOBS_DB, SCHEDULER_DB = (
         f"{name}_quick" for name in (LIST_DB, UPLOAD_DB, EXPORT_DB, JOBS_DB, SCHEDULER_DB))
 

@@ -1,6 +1,10 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+use stockflow_backup::alerts::Alerter;
 use stockflow_backup::restore::RestoreOptions;
+use stockflow_backup::watch::{BackupMetrics, Watch};
 use stockflow_backup::{Application, Backup, Settings};
 use stockflow_db::backup_runs::{BackupRun, SUCCEEDED};
 use stockflow_domain::BackupRunRef;
@@ -49,6 +53,14 @@ enum Command {
         #[arg(long)]
         force_clean: bool,
     },
+    /// Forget the runs BACKUP_KEEP_DAILY/WEEKLY/MONTHLY do not keep (their
+    /// dump, manifest and row) and the media objects no kept run names;
+    /// prints each run, kept and why, or forgotten.
+    Prune {
+        /// Print the plan and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[tokio::main]
@@ -79,10 +91,15 @@ async fn admin(settings: Settings, command: Command) -> Result<ExitCode, Box<dyn
         .with_media_store(&settings.storage)?
         .with_backup_store(&settings.backup_storage)?;
     let backup: Backup = stockflow_backup::backup(&settings, &connections)?;
+    // A run or verify by hand (or from cron) alerts as the service's do.
+    let metrics = Arc::new(BackupMetrics::new(Default::default(), connections.database.clone()));
+    let watch = Watch::new(metrics, Alerter::new(settings.alerts.clone())?);
     match command {
         Command::Run => {
+            let started = Instant::now();
             let run = backup.run("manual").await?;
             println!("{}", run.id);
+            watch.ended("run", &run, started.elapsed()).await;
             Ok(report(&run))
         }
         Command::List { limit } => {
@@ -106,9 +123,17 @@ async fn admin(settings: Settings, command: Command) -> Result<ExitCode, Box<dyn
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { run } => {
+            let started = Instant::now();
             let run = backup.verify(run).await?;
             println!("{}", run.id);
+            watch.ended("verify", &run, started.elapsed()).await;
             Ok(report(&run))
+        }
+        Command::Prune { dry_run } => {
+            for line in backup.prune(settings.keep, dry_run).await?.lines() {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Restore { run, target_database_url, media, force_clean } => {
             let options = RestoreOptions { target_database_url, media, force_clean };

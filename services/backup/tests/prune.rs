@@ -99,3 +99,37 @@ async fn a_failed_verify_is_forgotten_but_the_last_good_run_is_kept() {
     assert!(!exists(backups, bad.db_key.as_deref().unwrap()).await, "its untrusted dump is gone");
     assert!(exists(backups, good.db_key.as_deref().unwrap()).await);
 }
+
+#[test]
+fn the_cli_prints_the_plan_with_dry_run_and_prunes_without() {
+    const BINARY: &str = env!("CARGO_BIN_EXE_stockflow-backup");
+    let env = stockflow_testkit::ProcessEnv::new()
+        .with("BACKUP_KEEP_DAILY", "1")
+        .with("BACKUP_KEEP_WEEKLY", "0")
+        .with("BACKUP_KEEP_MONTHLY", "0");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let output = env.run(BINARY, &["run"]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        ids.push(String::from_utf8(output.stdout).unwrap().trim().to_owned());
+    }
+    let (older, newer) = (&ids[0], &ids[1]);
+    diesel::update(runs_table::table.find(older.parse::<uuid::Uuid>().unwrap()))
+        .set(runs_table::started_at.eq(diesel::dsl::sql("now() - interval '1 day'")))
+        .execute(&mut env.database.connect())
+        .unwrap();
+
+    let output = env.run(BINARY, &["prune", "--dry-run"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let plan = String::from_utf8(output.stdout).unwrap();
+    assert!(plan.contains(&format!("keep    {newer}")) && plan.contains(&format!("forget  {older}")), "{plan}");
+    assert!(plan.contains("would forget 1 run(s)"), "{plan}");
+    assert_eq!(backup_runs::list(&mut env.database.connect(), 10).unwrap().len(), 2, "a dry run changes nothing");
+
+    let output = env.run(BINARY, &["prune"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8(output.stdout).unwrap().contains("did forget 1 run(s)"));
+    let left: Vec<String> =
+        backup_runs::list(&mut env.database.connect(), 10).unwrap().iter().map(|run| run.id.to_string()).collect();
+    assert_eq!(&left, &[newer.clone()]);
+}
