@@ -131,5 +131,5 @@ fn the_cli_prints_the_plan_with_dry_run_and_prunes_without() {
     assert!(String::from_utf8(output.stdout).unwrap().contains("did forget 1 run(s)"));
     let left: Vec<String> =
         backup_runs::list(&mut env.database.connect(), 10).unwrap().iter().map(|run| run.id.to_string()).collect();
-    assert_eq!(&left, &[newer.clone()]);
+    assert_eq!(left, vec![newer.clone()]);
 }
