@@ -1,7 +1,9 @@
 //! `stockflow-backup restore`: a run's dump into a database (the service's
 //! own, or `--target-database-url`), optionally its media back into media
 //! storage, every checksum checked before the bytes are used, and a
-//! row-count comparison with the snapshot at the end.
+//! row-count comparison with the snapshot at the end. Each long step shows
+//! its progress: bars on a terminal, a log line every few seconds
+//! otherwise.
 
 use crate::dump::{TableCounts, count_tables};
 use crate::manifest;
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use stockflow_db::backup_runs::{self, BackupRun};
 use stockflow_domain::BackupRunRef;
 use stockflow_storage::{Key, PutMode};
+use stockflow_telemetry::progress::{Progress, Unit};
 
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
@@ -87,11 +90,18 @@ impl Backup {
                 "the target database has {tables} tables: restore into an empty database, or pass --force-clean"
             )));
         }
-        self.check_dump(key, sha).await?;
-        tracing::info!(run_id = %run.id, "dump checked; restoring");
+        let progress = Progress::new();
+        let dump_bytes = run.db_bytes.and_then(|bytes| u64::try_from(bytes).ok());
+        let checking = progress.task("checking the dump", Unit::Bytes, dump_bytes);
+        self.check_dump(key, sha, &checking.counter()).await?;
+        checking.finish();
+        progress.suspend(|| tracing::info!(run_id = %run.id, "dump checked; restoring"));
 
         let extra: &[&str] = if options.force_clean { &["--clean", "--if-exists"] } else { &[] };
-        pg_restore(&self.settings, self.backups.as_ref(), key, sha, target.url.expose(), extra).await?;
+        let restoring = progress.task("restoring the dump", Unit::Bytes, dump_bytes);
+        pg_restore(&self.settings, self.backups.as_ref(), key, sha, target.url.expose(), extra, &restoring.counter())
+            .await?;
+        restoring.finish();
         let restored = session.run(count_tables).await?;
         let mut names: Vec<&String> = expected.keys().chain(restored.keys()).collect();
         names.sort();
@@ -106,7 +116,10 @@ impl Backup {
             .collect();
         let mut report = RestoreReport { run, tables, media_copied: 0, media_present: 0 };
         if options.media {
-            self.restore_media(&mut report).await?;
+            let objects = report.run.media_objects.and_then(|n| u64::try_from(n).ok());
+            let media = progress.task("restoring media", Unit::Items("objects"), objects);
+            self.restore_media(&mut report, &media.counter()).await?;
+            media.finish();
         }
         Ok(report)
     }
@@ -126,12 +139,14 @@ impl Backup {
     }
 
     /// Reads the whole dump once before anything is written to the target.
-    async fn check_dump(&self, key: &str, sha: &[u8]) -> Result<(), BackupError> {
+    async fn check_dump(&self, key: &str, sha: &[u8], on_bytes: &(dyn Fn(u64) + Sync)) -> Result<(), BackupError> {
         let key = Key::parse(key).map_err(|e| BackupError::Restore(e.to_string()))?;
         let mut body = self.backups.get(&key, None).await?.body;
         let mut hasher = Sha256::new();
         while let Some(chunk) = body.next().await {
-            hasher.update(&chunk.map_err(|e| BackupError::Restore(format!("reading the dump: {e}")))?);
+            let chunk = chunk.map_err(|e| BackupError::Restore(format!("reading the dump: {e}")))?;
+            on_bytes(chunk.len() as u64);
+            hasher.update(&chunk);
         }
         let read = hasher.finalize();
         if read.as_slice() != sha {
@@ -144,16 +159,19 @@ impl Backup {
         Ok(())
     }
 
-    async fn restore_media(&self, report: &mut RestoreReport) -> Result<(), BackupError> {
+    async fn restore_media(
+        &self,
+        report: &mut RestoreReport,
+        on_object: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), BackupError> {
         let Some(key) = &report.run.media_manifest_key else {
             return Err(BackupError::Restore("the run recorded no media manifest".to_owned()));
         };
         let key = Key::parse(key).map_err(|e| BackupError::Restore(e.to_string()))?;
         let mut entries = manifest::read(Arc::clone(&self.backups), key);
-        let mut done = 0u64;
         while let Some(entry) = entries.recv().await {
             let (media_key, entry) = entry?;
-            done += 1;
+            on_object(1);
             let target = Key::parse(&media_key).map_err(|e| BackupError::Restore(e.to_string()))?;
             if self.media.head(&target).await?.is_some_and(|meta| meta.size == entry.size) {
                 report.media_present += 1;
@@ -166,9 +184,6 @@ impl Backup {
                 return Err(BackupError::Restore(format!("media object of {media_key} does not match its sha256")));
             }
             report.media_copied += 1;
-            if done.is_multiple_of(100) {
-                tracing::info!(done, "media objects restored so far");
-            }
         }
         Ok(())
     }

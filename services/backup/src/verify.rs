@@ -47,7 +47,7 @@ impl Verifier<'_> {
         let mut url = url::Url::parse(self.database.url.expose())
             .map_err(|e| BackupError::Verify(format!("DATABASE_URL is not a URL: {e}")))?;
         url.set_path(&format!("/{scratch}"));
-        pg_restore(self.settings, self.backups.as_ref(), key, sha, url.as_str(), &[]).await?;
+        pg_restore(self.settings, self.backups.as_ref(), key, sha, url.as_str(), &[], &|_| {}).await?;
         let mut scratch_settings = self.database.clone();
         scratch_settings.url =
             <stockflow_config::DatabaseUrl as stockflow_config::FromEnvValue>::from_env_value(url.as_str())
@@ -95,6 +95,7 @@ pub(crate) async fn pg_restore(
     sha: &[u8],
     target_url: &str,
     extra: &[&str],
+    on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<(), BackupError> {
     let key = Key::parse(key).map_err(|e| BackupError::Verify(e.to_string()))?;
     let mut body = backups.get(&key, None).await?.body;
@@ -116,6 +117,7 @@ pub(crate) async fn pg_restore(
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| BackupError::Verify(format!("reading the dump: {e}")))?;
         hasher.update(&chunk);
+        on_bytes(chunk.len() as u64);
         // A pg_restore that stopped early still lets the hash finish,
         // so a corrupt dump is reported as such, not as its symptom.
         if let Some(pipe) = stdin.as_mut()
