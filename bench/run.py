@@ -1565,8 +1565,9 @@ def scenario_backup(runs):
 
     media_db_made = False
     try:
+        # MEDIA_ROOT of the api that seeded products, when it ran: empty.
         media_root = os.path.join(scratch, "media")
-        os.makedirs(media_root)
+        os.makedirs(media_root, exist_ok=True)
         last_run = None
         for round_ in range(runs):
             order = ["ours", "baseline"] if round_ % 2 == 0 else ["baseline", "ours"]

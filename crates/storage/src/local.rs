@@ -180,6 +180,15 @@ impl Storage for LocalFs {
             .await
             .map_err(|error| StorageError::Unavailable(error.to_string()))?
     }
+
+    async fn available_bytes(&self) -> Result<Option<u64>, StorageError> {
+        let root = self.root.clone();
+        let stats = tokio::task::spawn_blocking(move || rustix::fs::statvfs(&root))
+            .await
+            .map_err(|error| StorageError::Unavailable(error.to_string()))?
+            .map_err(|errno| StorageError::io("statvfs", None, errno.into()))?;
+        Ok(Some(stats.f_bavail.saturating_mul(stats.f_frsize)))
+    }
 }
 
 /// Missing, or a path through a file: either way there is no object there.

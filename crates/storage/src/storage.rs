@@ -48,6 +48,12 @@ pub trait Storage: fmt::Debug + Send + Sync {
 
     /// Ok when objects can be written right now.
     async fn health_check(&self) -> Result<(), StorageError>;
+
+    /// Bytes puts could still write, when the backend can tell (a local
+    /// disk); `None` when it cannot (a bucket).
+    async fn available_bytes(&self) -> Result<Option<u64>, StorageError> {
+        Ok(None)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -391,6 +391,10 @@ impl Storage for Encrypted {
     async fn health_check(&self) -> Result<(), StorageError> {
         self.inner.health_check().await
     }
+
+    async fn available_bytes(&self) -> Result<Option<u64>, StorageError> {
+        self.inner.available_bytes().await
+    }
 }
 
 #[cfg(test)]

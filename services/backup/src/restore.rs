@@ -93,6 +93,9 @@ impl Backup {
         let progress = Progress::new();
         let dump_bytes = run.db_bytes.and_then(|bytes| u64::try_from(bytes).ok());
         let checking = progress.task("checking the dump", Unit::Bytes, dump_bytes);
+        if options.media {
+            self.check_media_space(&run).await?;
+        }
         self.check_dump(key, sha, &checking.counter()).await?;
         checking.finish();
         progress.suspend(|| tracing::info!(run_id = %run.id, "dump checked; restoring"));
@@ -136,6 +139,20 @@ impl Backup {
             })
             .await?
             .ok_or_else(|| BackupError::NotFound(selector.to_string()))
+    }
+
+    /// Media storage must have room for the run's media, where it can
+    /// tell (a local disk; a bucket cannot). Counts every object, even those
+    /// already in place: an estimate on the safe side. The target
+    /// database's disk is the server's, out of sight from here.
+    async fn check_media_space(&self, run: &BackupRun) -> Result<(), BackupError> {
+        let needed = run.media_bytes.and_then(|bytes| u64::try_from(bytes).ok()).unwrap_or(0);
+        match self.media.available_bytes().await? {
+            Some(free) if free < needed => Err(BackupError::Restore(format!(
+                "media storage has {free} bytes free and the run's media take {needed}; nothing was restored"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Reads the whole dump once before anything is written to the target.
