@@ -10,6 +10,7 @@
 //! its encryption (which differs at every put). `list` reports sizes as
 //! stored.
 
+use crate::manifest::ChunkReader;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
@@ -159,12 +160,43 @@ impl Encrypted {
         if !head.starts_with(AGE_MAGIC) {
             return Ok(None);
         }
-        // The header ends with "--- <MAC>\n", the only line that starts so.
-        let mac_line = head.windows(5).position(|window| window == b"\n--- ").map(|at| at + 1);
-        let end = mac_line.and_then(|start| head[start..].iter().position(|b| *b == b'\n').map(|at| start + at + 1));
-        let end = end.ok_or_else(|| not_age(key))?;
-        u64::try_from(end).map(Some).map_err(|_| not_age(key))
+        header_end(&head).map(Some).ok_or_else(|| not_age(key))
     }
+}
+
+/// Where the age header in `head` ends: after "--- <MAC>\n", the only line
+/// that starts so; None while `head` does not hold all of it.
+fn header_end(head: &[u8]) -> Option<u64> {
+    let mac_line = head.windows(5).position(|window| window == b"\n--- ")? + 1;
+    let end = mac_line + head[mac_line..].iter().position(|b| *b == b'\n')? + 1;
+    u64::try_from(end).ok()
+}
+
+/// Reads the first chunks of an object's body until its header is whole;
+/// returns the header's length and the body, those chunks included.
+async fn peek_header(key: &Key, mut body: ByteStream) -> Result<(u64, ByteStream), StorageError> {
+    let mut seen: Vec<Bytes> = Vec::new();
+    let mut head: Vec<u8> = Vec::new();
+    let end = loop {
+        if let Some(end) = header_end(&head) {
+            break end;
+        }
+        if head.len() as u64 >= HEADER_PROBE {
+            return Err(not_age(key));
+        }
+        match body.next().await {
+            Some(chunk) => {
+                let chunk = chunk.map_err(|e| StorageError::io("get", Some(key), e))?;
+                head.extend_from_slice(&chunk);
+                seen.push(chunk);
+            }
+            None => return Err(not_age(key)),
+        }
+    };
+    if !head.starts_with(AGE_MAGIC) {
+        return Err(not_age(key));
+    }
+    Ok((end, futures_util::stream::iter(seen.into_iter().map(Ok)).chain(body).boxed()))
 }
 
 fn not_age(key: &Key) -> StorageError {
@@ -218,26 +250,6 @@ impl Write for ChannelWriter {
     }
 }
 
-/// Reads what the store sends, for the decryptor.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk?,
-                None => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.current.len());
-        out[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
-
 /// Encrypts what `plain` brings into `cipher`; returns the plaintext's size
 /// and sha256. An error from the plaintext is passed on, so the store's put
 /// fails instead of keeping a well-formed but truncated object.
@@ -276,7 +288,7 @@ fn decrypt(
     cipher: mpsc::Receiver<io::Result<Bytes>>,
     plain: &mpsc::Sender<io::Result<Bytes>>,
 ) -> io::Result<()> {
-    let reader = BufReader::with_capacity(CHUNK as usize, ChannelReader { rx: cipher, current: Bytes::new() });
+    let reader = BufReader::with_capacity(CHUNK as usize, ChunkReader::new(cipher));
     let invalid = |error: age::DecryptError| io::Error::new(io::ErrorKind::InvalidData, error.to_string());
     let decryptor = age::Decryptor::new_buffered(reader).map_err(invalid)?;
     let mut stream = decryptor.decrypt(identities.iter().map(|i| i as &dyn age::Identity)).map_err(invalid)?;
@@ -337,9 +349,13 @@ impl Storage for Encrypted {
 
     async fn get(&self, key: &Key, range: Option<ByteRange>) -> Result<Object, StorageError> {
         let identities = self.identities()?;
-        let meta = self.head(key).await?.ok_or_else(|| StorageError::NotFound(key.clone()))?;
+        // One request: the plaintext's size follows from the stored size and
+        // the header at the start of the body.
+        let object = self.inner.get(key, None).await?;
+        let (header, mut cipher) = peek_header(key, object.body).await?;
+        let size = plaintext_size(object.meta.size, header).ok_or_else(|| not_age(key))?;
+        let meta = ObjectMeta { size, ..object.meta };
         let selected = range.map(|range| range.resolve(meta.size)).transpose()?;
-        let mut cipher = self.inner.get(key, None).await?.body;
         let (cipher_tx, cipher_rx) = mpsc::channel::<io::Result<Bytes>>(4);
         let (plain_tx, plain_rx) = mpsc::channel::<io::Result<Bytes>>(4);
         tokio::spawn(async move {

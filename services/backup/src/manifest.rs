@@ -114,7 +114,7 @@ pub(crate) fn read(
         let (chunks, chunk_receiver) = mpsc::channel(4);
         let parser = tokio::task::spawn_blocking({
             let entries = entries.clone();
-            move || parse(ChunkReader { chunks: chunk_receiver, current: Bytes::new() }, &entries)
+            move || parse(ChunkReader::new(chunk_receiver), &entries)
         });
         let mut body = body;
         while let Some(chunk) = body.next().await {
@@ -199,10 +199,17 @@ impl<'de> Visitor<'de> for Objects<'_> {
     }
 }
 
-/// `Read` over chunks sent from the async side, for serde_json's reader.
-struct ChunkReader {
+/// `Read` over chunks sent from the async side, for blocking readers
+/// (serde_json here, the age decryptor in `encrypted`).
+pub(crate) struct ChunkReader {
     chunks: mpsc::Receiver<std::io::Result<Bytes>>,
     current: Bytes,
+}
+
+impl ChunkReader {
+    pub(crate) fn new(chunks: mpsc::Receiver<std::io::Result<Bytes>>) -> Self {
+        Self { chunks, current: Bytes::new() }
+    }
 }
 
 impl Read for ChunkReader {

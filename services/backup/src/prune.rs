@@ -10,12 +10,14 @@
 
 use crate::BackupError;
 use crate::error::run_label;
-use crate::media::{Manifest, object_key};
+use crate::manifest;
+use crate::media::object_key;
 use crate::retention::{self, KeepPolicy, Plan, RunState, RunSummary};
 use crate::run::{Backup, dump_key, manifest_key};
 use crate::session::Session;
 use futures_util::TryStreamExt;
 use std::collections::HashSet;
+use std::sync::Arc;
 use stockflow_db::backup_runs::{self, BackupRun};
 use stockflow_storage::{Key, Prefix};
 use uuid::Uuid;
@@ -72,8 +74,10 @@ impl Backup {
         let mut referenced = HashSet::new();
         for run in runs.iter().filter(|run| plan.keeps(run.id)) {
             let Some(key) = &run.media_manifest_key else { continue };
-            let manifest = self.read_manifest(key).await?;
-            for entry in manifest.objects.values() {
+            let key = Key::parse(key).map_err(|e| BackupError::Media(e.to_string()))?;
+            let mut entries = manifest::read(Arc::clone(&self.backups), key);
+            while let Some(entry) = entries.recv().await {
+                let (_, entry) = entry?;
                 referenced.insert(object_key(&entry.sha256)?.as_str().to_owned());
             }
         }
@@ -115,21 +119,6 @@ impl Backup {
             );
         }
         Ok(PruneReport { dry_run, plan, runs, rows_deleted, objects_deleted, object_bytes_deleted })
-    }
-
-    async fn read_manifest(&self, key: &str) -> Result<Manifest, BackupError> {
-        let key = Key::parse(key).map_err(|e| BackupError::Media(e.to_string()))?;
-        let object = self.backups.get(&key, None).await?;
-        let bytes: Vec<u8> = object
-            .body
-            .try_fold(Vec::new(), |mut all, chunk| async move {
-                all.extend_from_slice(&chunk);
-                Ok(all)
-            })
-            .await
-            .map_err(|error| BackupError::Media(format!("the manifest {} cannot be read: {error}", key.as_str())))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|error| BackupError::Media(format!("the manifest {} cannot be read: {error}", key.as_str())))
     }
 }
 
