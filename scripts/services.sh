@@ -183,12 +183,12 @@ ensure_build_deps() {
   fi
 }
 
-# The tools `make bench` measures with and against (wrk, GNU time; pgbench
-# and psql come with postgresql-client). `make test` runs a quick round of
+# The tools `make bench` measures with and against (wrk, GNU time, rsync;
+# pgbench and psql come with postgresql-client). `make test` runs a quick round of
 # every scenario, so they are needed there too.
 ensure_bench_tools() {
   local pkg missing=()
-  for pkg in wrk time; do
+  for pkg in wrk time rsync; do
     pkg_installed "$pkg" || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
