@@ -8,7 +8,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run --retries 0" || echo test)
 
-.PHONY: help services services-stop build run stop test contract contract-run lint fmt bench bench-quick bench-quick-run clean-test-dbs
+.PHONY: help services services-stop build run stop test contract contract-run lint fmt bench bench-quick bench-quick-run clean-test-dbs test-deploy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ test: services lint ## Everything CI checks: services, lint, the whole test suit
 	$(CARGO) $(TEST_RUNNER) --workspace --locked
 	@$(MAKE) --no-print-directory contract-run
 	@$(MAKE) --no-print-directory bench-quick-run
+
+test-deploy: ## Build the four images and run the production compose stack end to end through nginx (scripts/test-deploy.sh; root)
+	@bash scripts/test-deploy.sh
 
 contract: services contract-run ## schemathesis --checks all against a running api (scripts/contract.sh)
 

@@ -3,6 +3,7 @@
 //! broker connection, report readiness on both, and stop cleanly on
 //! SIGTERM/SIGINT within the 10 s a container runtime allows.
 
+pub mod healthcheck;
 pub mod outbox;
 
 pub use outbox::OutboxRelay;

@@ -1,5 +1,5 @@
 //! A private nginx per test, running a shipped configuration
-//! (`deploy/nginx/dev.conf` or `prod.conf`) with only its addresses and
+//! (`deploy/nginx/dev.conf` or `prod.conf.template`) with only its addresses and
 //! paths swapped for the test's, so tests exercise what operators get.
 
 use crate::group::ProcessGroup;
@@ -32,23 +32,38 @@ impl Nginx {
         Self::run(config, port).await
     }
 
-    /// `deploy/nginx/prod.conf` (the compose stack's), the same way.
+    /// `deploy/nginx/prod.conf.template` (the compose stack's) rendered as
+    /// `deploy/nginx/start.sh` renders it, without TLS, with
+    /// `locations.conf` inlined: the same swaps.
     pub async fn start_prod(api_port: u16, media_root: &Path) -> Self {
         let port = crate::free_port();
-        let config = shipped(
-            "prod.conf",
+        let locations = shipped(
+            "locations.conf",
             &[
-                ("listen 80;", format!("listen 127.0.0.1:{port};")),
-                ("server api:8000;", format!("server 127.0.0.1:{api_port};")),
+                ("set $stockflow_api http://api:8000;", format!("set $stockflow_api http://127.0.0.1:{api_port};")),
                 ("alias /var/lib/stockflow/media/;", format!("alias {}/;", media_root.display())),
-                // The container runs it in the foreground with `-g`.
-                ("worker_processes auto;", "worker_processes auto;\ndaemon off;".to_owned()),
-                // A file, not stderr: nobody reads the test's pipe, and a full
-                // pipe would stall nginx.
-                ("error_log /dev/stderr warn;", "error_log logs/error.log warn;".to_owned()),
             ],
         );
-        Self::run(config, port).await
+        let swaps = [
+            ("listen 8080;", format!("listen 127.0.0.1:{port};")),
+            ("include /etc/nginx/stockflow/locations.conf;", locations),
+            // start.sh: MAX_UPLOAD_BYTES' default plus the multipart envelope.
+            ("@CLIENT_MAX_BODY_SIZE@", (52_428_800 + 1_048_576).to_string()),
+            ("@TLS_SERVER@", String::new()),
+            // The container runs it in the foreground with `-g`.
+            ("worker_processes auto;", "worker_processes auto;\ndaemon off;".to_owned()),
+            // A file, not stderr: nobody reads the test's pipe, and a full
+            // pipe would stall nginx.
+            ("error_log /dev/stderr warn;", "error_log logs/error.log warn;".to_owned()),
+            ("pid /tmp/nginx/nginx.pid;", "pid nginx.pid;".to_owned()),
+            ("client_body_temp_path /tmp/nginx/client_body;", "client_body_temp_path tmp/client_body;".to_owned()),
+            ("proxy_temp_path /tmp/nginx/proxy;", "proxy_temp_path tmp/proxy;".to_owned()),
+            ("fastcgi_temp_path /tmp/nginx/fastcgi;", "fastcgi_temp_path tmp/fastcgi;".to_owned()),
+            ("uwsgi_temp_path /tmp/nginx/uwsgi;", "uwsgi_temp_path tmp/uwsgi;".to_owned()),
+            ("scgi_temp_path /tmp/nginx/scgi;", "scgi_temp_path tmp/scgi;".to_owned()),
+        ];
+
+        Self::run(shipped("prod.conf.template", &swaps), port).await
     }
 
     async fn run(config: String, port: u16) -> Self {

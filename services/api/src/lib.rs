@@ -27,5 +27,5 @@ mod validation;
 pub use exports::ExportSettings;
 pub use problem::ApiError;
 pub use routes::served as served_routes;
-pub use settings::{AdminSettings, ApiSettings, Settings};
+pub use settings::{AdminSettings, ApiSettings, BIND_VAR, DEFAULT_BIND, Settings};
 pub use startup::Application;

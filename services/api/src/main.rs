@@ -19,6 +19,12 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Ask the running service's /healthz (with --ready, /readyz) on the
+    /// address it binds; exit 0 only on 200. The container health check.
+    Healthcheck {
+        #[arg(long)]
+        ready: bool,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Manage API tokens.
@@ -70,6 +76,11 @@ async fn main() -> ExitCode {
             stockflow_telemetry::init(&settings.telemetry);
             stockflow_runtime::exit_status(serve(settings).await)
         }
+        Command::Healthcheck { ready } => stockflow_runtime::healthcheck::run(
+            stockflow_api::BIND_VAR,
+            stockflow_api::DEFAULT_BIND,
+            stockflow_runtime::healthcheck::Probe::from_ready_flag(ready),
+        ),
         Command::Migrate => stockflow_runtime::exit_status(admin(|conn| {
             let applied = commands::migrate(conn)?;
             tracing::info!(count = applied.len(), ?applied, "migrations applied");

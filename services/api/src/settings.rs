@@ -8,6 +8,9 @@ use stockflow_config::{
 };
 use stockflow_domain::MimeType;
 
+pub const BIND_VAR: &str = "API_BIND";
+pub const DEFAULT_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8000);
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database: DatabaseSettings,
@@ -189,7 +192,7 @@ impl ApiSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
-            bind: env.or("API_BIND", SocketAddr::from(([127, 0, 0, 1], 8000)))?,
+            bind: env.or(BIND_VAR, DEFAULT_BIND)?,
             workers: env.or("WEB_WORKERS", cores)?,
             run_migrations: env.or("RUN_MIGRATIONS", false)?,
         })

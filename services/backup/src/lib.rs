@@ -38,7 +38,7 @@ use stockflow_runtime::{BackgroundService, Connections, RunError, StartupError};
 use stockflow_telemetry::Shutdown;
 
 pub const HEALTH_BIND_VAR: &str = "BACKUP_HEALTH_BIND";
-const DEFAULT_HEALTH_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8003);
+pub const DEFAULT_HEALTH_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8003);
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -24,6 +24,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the backup service (the default): consume backup requests.
+    Serve,
+    /// Ask the running service's /healthz (with --ready, /readyz) on the
+    /// address it binds; exit 0 only on 200. The container health check.
+    Healthcheck {
+        #[arg(long)]
+        ready: bool,
+    },
     /// Back up the database and media, then verify by restore; prints the
     /// run id. Exits 1 when any step fails.
     Run,
@@ -66,10 +74,14 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the settings: a health check needs only the bind address.
+    if let Some(Command::Healthcheck { ready }) = cli.command {
+        return healthcheck(ready);
+    }
     let settings = stockflow_config::load_or_exit(Settings::from_env);
     stockflow_telemetry::init(&settings.telemetry);
     match cli.command {
-        None => stockflow_runtime::exit_status(serve(settings).await),
+        None | Some(Command::Serve) => stockflow_runtime::exit_status(serve(settings).await),
         Some(command) => match admin(settings, command).await {
             Ok(code) => code,
             Err(error) => {
@@ -86,6 +98,14 @@ async fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     Ok(app.run_until_stopped().await?)
 }
 
+fn healthcheck(ready: bool) -> ExitCode {
+    stockflow_runtime::healthcheck::run(
+        stockflow_backup::HEALTH_BIND_VAR,
+        stockflow_backup::DEFAULT_HEALTH_BIND,
+        stockflow_runtime::healthcheck::Probe::from_ready_flag(ready),
+    )
+}
+
 async fn admin(settings: Settings, command: Command) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let connections = Connections::open(&settings.database, &settings.broker, "backup-cli", Shutdown::new())?
         .with_media_store(&settings.storage)?
@@ -95,6 +115,9 @@ async fn admin(settings: Settings, command: Command) -> Result<ExitCode, Box<dyn
     let metrics = Arc::new(BackupMetrics::new(Default::default(), connections.database.clone()));
     let watch = Watch::new(metrics, Alerter::new(settings.alerts.clone())?);
     match command {
+        Command::Healthcheck { ready } => Ok(healthcheck(ready)),
+        // main serves before it comes here.
+        Command::Serve => Err("serve is not an admin command".into()),
         Command::Run => {
             let started = Instant::now();
             let run = backup.run("manual").await?;

@@ -14,7 +14,7 @@ pub mod system;
 pub mod tick;
 
 pub use leader::Role;
-pub use settings::{AdminSettings, HEALTH_BIND_VAR, SchedulerSettings, Settings};
+pub use settings::{AdminSettings, DEFAULT_HEALTH_BIND, HEALTH_BIND_VAR, SchedulerSettings, Settings};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

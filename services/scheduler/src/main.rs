@@ -20,6 +20,12 @@ struct Cli {
 enum Command {
     /// Run the scheduler (the default).
     Serve,
+    /// Ask the running service's /healthz (with --ready, /readyz) on the
+    /// address it binds; exit 0 only on 200. The container health check.
+    Healthcheck {
+        #[arg(long)]
+        ready: bool,
+    },
     /// Inspect schedules.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
@@ -48,6 +54,11 @@ enum SchedulesCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Healthcheck { ready } => stockflow_runtime::healthcheck::run(
+            stockflow_scheduler::HEALTH_BIND_VAR,
+            stockflow_scheduler::DEFAULT_HEALTH_BIND,
+            stockflow_runtime::healthcheck::Probe::from_ready_flag(ready),
+        ),
         Command::Serve => {
             let settings = stockflow_config::load_or_exit(Settings::from_env);
             stockflow_telemetry::init(&settings.telemetry);

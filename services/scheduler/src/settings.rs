@@ -10,7 +10,7 @@ use stockflow_config::{
 use stockflow_domain::{CronExpr, Timezone};
 
 pub const HEALTH_BIND_VAR: &str = "SCHEDULER_HEALTH_BIND";
-const DEFAULT_HEALTH_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8002);
+pub const DEFAULT_HEALTH_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8002);
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -25,7 +25,7 @@ use stockflow_runtime::{BackgroundService, Connections, RunError, StartupError};
 use stockflow_telemetry::{MetricsSource, Shutdown};
 
 pub const HEALTH_BIND_VAR: &str = "WORKER_HEALTH_BIND";
-const DEFAULT_HEALTH_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8001);
+pub const DEFAULT_HEALTH_BIND: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8001);
 
 #[derive(Debug, Clone)]
 pub struct Settings {

@@ -27,6 +27,12 @@ struct Cli {
 enum Command {
     /// Run the worker (the default).
     Serve,
+    /// Ask the running service's /healthz (with --ready, /readyz) on the
+    /// address it binds; exit 0 only on 200. The container health check.
+    Healthcheck {
+        #[arg(long)]
+        ready: bool,
+    },
     /// Copy every media object from one backend to the other, verifying each
     /// by its sha256. Progress is kept in the database: run it again to resume.
     MigrateStorage {
@@ -79,6 +85,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Healthcheck { ready } => stockflow_runtime::healthcheck::run(
+            stockflow_worker::HEALTH_BIND_VAR,
+            stockflow_worker::DEFAULT_HEALTH_BIND,
+            stockflow_runtime::healthcheck::Probe::from_ready_flag(ready),
+        ),
         Command::Serve => {
             let settings = stockflow_config::load_or_exit(Settings::from_env);
             stockflow_telemetry::init(&settings.telemetry);
