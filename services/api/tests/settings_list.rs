@@ -178,10 +178,10 @@ fn literal_reads(text: &str) -> BTreeSet<String> {
             }
             None => rest,
         };
-        if let Some(name) = rest.strip_prefix("(\"").and_then(|r| r.split('"').next()) {
-            if is_var_name(name) {
-                names.insert(name.to_owned());
-            }
+        if let Some(name) = rest.strip_prefix("(\"").and_then(|r| r.split('"').next())
+            && is_var_name(name)
+        {
+            names.insert(name.to_owned());
         }
     }
     names
@@ -218,10 +218,10 @@ fn entrypoint_reads() -> BTreeSet<String> {
                 names.insert(name);
             }
         }
-        if let Some(name) = line.trim().strip_prefix("ensure_dir ") {
-            if is_var_name(name.trim()) {
-                names.insert(name.trim().to_owned());
-            }
+        if let Some(name) = line.trim().strip_prefix("ensure_dir ").map(str::trim)
+            && is_var_name(name)
+        {
+            names.insert(name.to_owned());
         }
     }
     names
