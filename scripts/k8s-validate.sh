@@ -6,7 +6,8 @@
 #      strict mode (an unknown or misspelt field fails), with the pinned
 #      kubernetes-validate from PyPI, which ships its schemas (no network
 #      needed once it is installed);
-#   2. every kustomization.yaml lists exactly the manifests beside it;
+#   2. every kustomization.yaml lists exactly the manifests beside it, and
+#      builds (kubectl kustomize, when kubectl is installed);
 #   3. the settings: the ConfigMap and the Secret together hold every variable
 #      .env.prod.example sets, each in one of them, with its value there
 #      (placeholders for secrets) unless Kubernetes needs another
@@ -197,6 +198,22 @@ else:
           f"variables .env.prod.example sets, each once")
 sys.exit(0 if ok else 1)
 PY
+
+# Each kustomization builds, where kubectl (with its built-in kustomize) is at
+# hand; it needs no cluster.
+if command -v kubectl >/dev/null 2>&1; then
+  while IFS= read -r kdir; do
+    if out=$(kubectl kustomize "$ROOT/$kdir" 2>&1 >/dev/null); then
+      printf 'ok    %s (kubectl kustomize builds it)\n' "$kdir"
+    else
+      printf 'FAIL  %s: kubectl kustomize\n' "$kdir"
+      printf '%s\n' "$out" | sed 's/^/        /'
+      failed=1
+    fi
+  done < <(cd "$ROOT" && find deploy/k8s -name 'kustomization.y*ml' -printf '%h\n' | LC_ALL=C sort)
+else
+  echo "skip  kubectl kustomize (no kubectl here)"
+fi
 
 if ((failed)); then
   echo "k8s-validate: FAILED" >&2
