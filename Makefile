@@ -8,10 +8,10 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run --retries 0" || echo test)
 
-.PHONY: help services services-stop build run stop test contract contract-run lint fmt bench bench-quick bench-quick-run clean-test-dbs test-deploy
+.PHONY: help services services-stop build run stop test contract contract-run lint fmt bench bench-quick bench-quick-run clean-test-dbs test-deploy k8s-validate
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 services: ## Start PostgreSQL, RabbitMQ, the S3 server and nginx on 127.0.0.1 (installs what is missing)
 	@bash scripts/services.sh up
@@ -45,6 +45,9 @@ contract: services contract-run ## schemathesis --checks all against a running a
 contract-run:
 	$(CARGO) build --locked -p stockflow-api -p stockflow-worker --bins
 	STOCKFLOW_BIN_DIR=$(TARGET_DIR)/debug bash scripts/contract.sh
+
+k8s-validate: ## Validate deploy/k8s/ (strict Kubernetes schemas) and its settings against .env.prod.example
+	@bash scripts/k8s-validate.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -1,10 +1,14 @@
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// A snapshot of the environment. Services read it once at start; tests build
 /// one from pairs instead of mutating the process environment.
 #[derive(Clone, Default)]
 pub struct Env {
     vars: HashMap<String, String>,
+    /// Every name looked up, when made by [`Env::recording`] (shared by clones),
+    /// so a test can tell which variables the services read.
+    looked_up: Option<Arc<Mutex<BTreeSet<String>>>>,
 }
 
 /// One bad variable: which one, what it should look like, what it held.
@@ -44,11 +48,12 @@ impl Env {
             vars: std::env::vars_os()
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
+            looked_up: None,
         }
     }
 
     pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
+        Self { vars: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), looked_up: None }
     }
 
     pub fn with(mut self, var: impl Into<String>, value: impl Into<String>) -> Self {
@@ -61,7 +66,26 @@ impl Env {
         self
     }
 
+    /// From now on, remember every name looked up (through this value or its
+    /// clones); [`Env::looked_up`] lists them.
+    pub fn recording(mut self) -> Self {
+        self.looked_up = Some(Arc::default());
+        self
+    }
+
+    /// The names looked up since [`Env::recording`], set or not; empty when
+    /// not recording.
+    pub fn looked_up(&self) -> BTreeSet<String> {
+        self.looked_up
+            .as_ref()
+            .map(|names| names.lock().unwrap_or_else(PoisonError::into_inner).clone())
+            .unwrap_or_default()
+    }
+
     pub fn get(&self, var: &str) -> Option<&str> {
+        if let Some(names) = &self.looked_up {
+            names.lock().unwrap_or_else(PoisonError::into_inner).insert(var.to_owned());
+        }
         self.vars.get(var).map(String::as_str)
     }
 
@@ -120,6 +144,20 @@ mod tests {
             assert_eq!(err, ConfigError::Missing { var: var.into(), expected: "a positive integer" });
         }
         assert_eq!(env.or("EMPTY", NonZeroU64::MIN).unwrap(), NonZeroU64::MIN);
+    }
+
+    #[test]
+    fn a_recording_env_lists_every_name_looked_up_set_or_not_by_it_and_its_clones() {
+        let plain = Env::from_pairs([("SET", "1")]);
+        let _ = plain.get("SET");
+        assert!(plain.looked_up().is_empty());
+
+        let env = Env::from_pairs([("SET", "1"), ("NOT_READ", "2")]).recording();
+        let _ = env.or("SET", NonZeroU64::MIN);
+        let _ = env.clone().optional::<NonZeroU64>("UNSET");
+        let _ = env.required::<NonZeroU64>("EMPTY_OR_MISSING");
+        let names: Vec<_> = env.looked_up().into_iter().collect();
+        assert_eq!(names, ["EMPTY_OR_MISSING", "SET", "UNSET"]);
     }
 
     #[test]
