@@ -17,7 +17,7 @@
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -28,6 +28,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Messages per round of confirms: the outbox relay's batch.
 const BATCH: usize = 500;
+const CONSUMER_TAG: &str = "raw-throughput";
 const USAGE: &str = "usage: raw_throughput --amqp-url <url> [--messages N] [--prefetch N]";
 
 struct Args {
@@ -91,7 +92,7 @@ async fn measure(args: &Args, channel: &Channel, consuming: &Connection, queue: 
     let consumer_channel = consuming.create_channel().await?;
     consumer_channel.basic_qos(args.prefetch, BasicQosOptions::default()).await?;
     let mut deliveries = consumer_channel
-        .basic_consume(queue.into(), "raw-throughput".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(queue.into(), CONSUMER_TAG.into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
     let messages = args.messages;
     let acking = tokio::spawn(async move {
@@ -99,7 +100,7 @@ async fn measure(args: &Args, channel: &Channel, consuming: &Connection, queue: 
             let delivery = deliveries.next().await.ok_or("the consumer was cancelled")??;
             delivery.acker.ack(BasicAckOptions::default()).await?;
         }
-        Ok::<_, Error>(Instant::now())
+        Ok::<_, Error>((Instant::now(), deliveries))
     });
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     let mandatory = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
@@ -121,7 +122,12 @@ async fn measure(args: &Args, channel: &Channel, consuming: &Connection, queue: 
             }
         }
     }
-    let last_ack = acking.await??;
+    let (last_ack, deliveries) = acking.await??;
+    // Cancelled before the consumer is dropped: a dropped active consumer
+    // makes lapin send its own basic.cancel in the background, which races
+    // the channel close below and fails the run with "channel closing".
+    consumer_channel.basic_cancel(CONSUMER_TAG.into(), BasicCancelOptions::default()).await?;
+    drop(deliveries);
     // Gone before the queue is deleted, so the broker has no consumer to cancel.
     consumer_channel.close(200, "done".into()).await?;
     Ok(last_ack.duration_since(started).as_secs_f64())
