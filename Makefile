@@ -37,7 +37,7 @@ test: services lint ## Everything CI checks: services, lint, the whole test suit
 	@$(MAKE) --no-print-directory contract-run
 	@$(MAKE) --no-print-directory bench-quick-run
 
-test-deploy: ## Build the four images and run the production compose stack end to end through nginx (scripts/test-deploy.sh; root)
+test-deploy: services ## Build the four images and run the production compose stack end to end through nginx (scripts/test-deploy.sh; root)
 	@bash scripts/test-deploy.sh
 
 contract: services contract-run ## schemathesis --checks all against a running api (scripts/contract.sh)
