@@ -6,6 +6,8 @@
 #   s3 (s3s-fs) :9000  S3-compatible object store, key stockflow / stockflow-dev-secret,
 #                      buckets stockflow-media and stockflow-backups
 #   nginx       :8088  reverse proxy to the API on :8000 (deploy/nginx/dev.conf)
+#   pgbouncer   :6433  PgBouncer in transaction mode in front of :5432, any
+#                      database, role stockflow (the PgBouncer tests)
 #
 # and the pinned schemathesis that `make contract` runs, in a virtualenv of
 # its own under /opt/stockflow.
@@ -59,12 +61,18 @@ NGINX_CONF=$ROOT/deploy/nginx/dev.conf
 NGINX_PREFIX=$STATE_DIR/nginx
 NGINX_PIDFILE=$NGINX_PREFIX/nginx.pid # must match `pid` in dev.conf
 
-SERVICES=(postgresql rabbitmq s3 nginx)
+# Not 6432: Debian's pgbouncer package starts its own there under systemd.
+PGBOUNCER_PORT=6433
+PGBOUNCER_DIR=$STATE_DIR/pgbouncer
+PGBOUNCER_PIDFILE=$PGBOUNCER_DIR/pgbouncer.pid
+
+SERVICES=(postgresql rabbitmq s3 nginx pgbouncer)
 declare -A ADDRESS=(
   [postgresql]=127.0.0.1:$PG_PORT
   [rabbitmq]=127.0.0.1:$AMQP_PORT
   [s3]=127.0.0.1:$S3_PORT
   [nginx]=127.0.0.1:$NGINX_PORT
+  [pgbouncer]=127.0.0.1:$PGBOUNCER_PORT
   [build-deps]=-
   [schemathesis]=-
   [bench-tools]=-
@@ -522,6 +530,71 @@ stop_nginx() {
 }
 
 # ---------------------------------------------------------------------------
+# pgbouncer: transaction pooling in front of the local PostgreSQL, for the
+# tests that run the services through a pooler (DATABASE_STATEMENT_CACHE).
+
+pgbouncer_running() { pid_running "$PGBOUNCER_PIDFILE" pgbouncer; }
+pgbouncer_answers() {
+  PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=3 psql -h 127.0.0.1 -p "$PGBOUNCER_PORT" -U "$PG_ROLE" -d "$PG_DB" \
+    -Atc 'select 1' 2>/dev/null | grep -qx 1
+}
+
+ensure_pgbouncer() {
+  local installed=0
+  if ! have pgbouncer; then
+    apt_install pgbouncer pgbouncer
+    installed=1
+  fi
+  if pgbouncer_running; then
+    RESULT[pgbouncer]="already running"
+    return 0
+  fi
+  # Another checkout's `make services` started one with the same settings.
+  if pgbouncer_answers; then
+    RESULT[pgbouncer]="already running (started elsewhere)"
+    return 0
+  fi
+  port_open "$PGBOUNCER_PORT" && die "pgbouncer: 127.0.0.1:$PGBOUNCER_PORT is in use by another process"
+  # pgbouncer refuses to run as root: it runs as postgres, in a directory
+  # of its own. The role's password is in the auth file in plain text, so
+  # pgbouncer checks clients (md5) and logs in to PostgreSQL with it.
+  mkdir -p "$PGBOUNCER_DIR"
+  printf '"%s" "%s"\n' "$PG_ROLE" "$PG_PASSWORD" >"$PGBOUNCER_DIR/userlist.txt"
+  cat >"$PGBOUNCER_DIR/pgbouncer.ini" <<EOF
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = md5
+auth_file = $PGBOUNCER_DIR/userlist.txt
+pool_mode = transaction
+default_pool_size = 20
+max_client_conn = 1000
+max_db_connections = 40
+server_idle_timeout = 10
+logfile = $PGBOUNCER_DIR/pgbouncer.log
+pidfile = $PGBOUNCER_PIDFILE
+EOF
+  chown -R postgres:postgres "$PGBOUNCER_DIR"
+  chmod 0700 "$PGBOUNCER_DIR"
+  log "pgbouncer: starting on 127.0.0.1:$PGBOUNCER_PORT, transaction mode (log: $PGBOUNCER_DIR/pgbouncer.log)"
+  mark_started pgbouncer
+  runuser -u postgres -- pgbouncer -d "$PGBOUNCER_DIR/pgbouncer.ini" >>"$LOG_DIR/pgbouncer-start.log" 2>&1 ||
+    die "pgbouncer: failed to start (see $LOG_DIR/pgbouncer-start.log and $PGBOUNCER_DIR/pgbouncer.log)"
+  wait_for 10 pgbouncer_answers || die "pgbouncer: no answer through 127.0.0.1:$PGBOUNCER_PORT (see $PGBOUNCER_DIR/pgbouncer.log)"
+  RESULT[pgbouncer]=$(result_word "$installed" 1)
+}
+
+stop_pgbouncer() {
+  pgbouncer_running || return 0
+  log "pgbouncer: stopping (pid $(<"$PGBOUNCER_PIDFILE"))"
+  stop_pid "$PGBOUNCER_PIDFILE" pgbouncer
+}
+
+# ---------------------------------------------------------------------------
 # schemathesis (PyPI), in a virtualenv per pinned version, so neither the
 # system's Python packages nor another version are touched.
 
@@ -568,6 +641,7 @@ cmd_up() {
   ensure_rabbitmq
   ensure_s3
   ensure_nginx
+  ensure_pgbouncer
   ensure_schemathesis
   ensure_bench_tools
 
@@ -581,7 +655,7 @@ cmd_up() {
 cmd_down() {
   local name failed=() stopped=0
   # Reverse start order; only services with a marker, i.e. started by `up`.
-  for name in nginx s3 rabbitmq postgresql; do
+  for name in pgbouncer nginx s3 rabbitmq postgresql; do
     marked "$name" || continue
     stopped=1
     if "stop_$name"; then
@@ -625,6 +699,7 @@ service_up() {
     rabbitmq) port_open "$AMQP_PORT" ;;
     s3) s3_answers ;;
     nginx) nginx_running || nginx_answers ;;
+    pgbouncer) pgbouncer_running || pgbouncer_answers ;;
   esac
 }
 

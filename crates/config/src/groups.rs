@@ -7,7 +7,20 @@ use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct DatabaseSettings {
+    /// What the pool connects to: PostgreSQL, or a pooler in front of it.
     pub url: DatabaseUrl,
+    /// What needs a session of its own connects to (`DATABASE_DIRECT_URL`,
+    /// else `DATABASE_URL`): migrations, the scheduler's leader lock, the
+    /// backup's lock and `pg_dump`, admin commands. A transaction pooler
+    /// would hand such a session's later statements to another server
+    /// connection, where its locks and settings are not.
+    pub direct_url: DatabaseUrl,
+    /// Whether pooled connections keep prepared statements by name
+    /// (`DATABASE_STATEMENT_CACHE`, default true). Off behind a pooler in
+    /// transaction mode: a named statement lives on one server connection,
+    /// and the next transaction may run on another. Off, every statement is
+    /// sent with its parameters in one round trip (unnamed).
+    pub statement_cache: bool,
     pub pool_size: NonZeroU32,
     /// How long to wait for a pooled connection before giving up.
     pub connect_timeout: Duration,
@@ -25,8 +38,11 @@ impl DatabaseSettings {
     /// For a service whose pool, when DATABASE_POOL_SIZE is not set, should
     /// have another size than 10.
     pub fn from_env_with_pool(env: &Env, default_pool_size: NonZeroU32) -> Result<Self, ConfigError> {
+        let url: DatabaseUrl = env.required("DATABASE_URL")?;
         Ok(Self {
-            url: env.required("DATABASE_URL")?,
+            direct_url: env.optional("DATABASE_DIRECT_URL")?.unwrap_or_else(|| url.clone()),
+            url,
+            statement_cache: env.or("DATABASE_STATEMENT_CACHE", true)?,
             pool_size: env.or("DATABASE_POOL_SIZE", default_pool_size)?,
             connect_timeout: seconds(
                 env.or("DATABASE_CONNECT_TIMEOUT_SECS", NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN))?,
@@ -137,6 +153,8 @@ mod tests {
         let db = DatabaseSettings::from_env(&base()).unwrap();
         assert_eq!((db.pool_size.get(), db.connect_timeout), (10, Duration::from_secs(5)));
         assert_eq!(db.queue_limit.get(), 256);
+        assert!(db.statement_cache);
+        assert_eq!(db.direct_url, db.url, "the direct URL falls back to DATABASE_URL");
         let broker = BrokerSettings::from_env(&base()).unwrap();
         assert_eq!(broker.namespace.as_str(), "stockflow");
         let telemetry = TelemetrySettings::from_env(&base()).unwrap();
@@ -152,11 +170,26 @@ mod tests {
     }
 
     #[test]
+    fn behind_a_transaction_pooler_sessions_take_the_direct_url() {
+        let env = base()
+            .with("DATABASE_URL", "postgres://u:p@pgbouncer:6432/db")
+            .with("DATABASE_DIRECT_URL", "postgres://u:p@postgres:5432/db")
+            .with("DATABASE_STATEMENT_CACHE", "false");
+        let db = DatabaseSettings::from_env(&env).unwrap();
+        assert_eq!(db.url.expose(), "postgres://u:p@pgbouncer:6432/db");
+        assert_eq!(db.direct_url.expose(), "postgres://u:p@postgres:5432/db");
+        assert!(!db.statement_cache);
+        let err = DatabaseSettings::from_env(&env.with("DATABASE_DIRECT_URL", "mysql://u:p@db/x")).unwrap_err();
+        assert_eq!(err.var(), "DATABASE_DIRECT_URL");
+    }
+
+    #[test]
     fn each_group_names_its_bad_variable() {
         let cases = [
             ("DATABASE_POOL_SIZE", "0"),
             ("DATABASE_CONNECT_TIMEOUT_SECS", "-1"),
             ("DATABASE_QUEUE_LIMIT", "0"),
+            ("DATABASE_STATEMENT_CACHE", "sometimes"),
             ("AMQP_NAMESPACE", "Has Spaces"),
             ("LOG_FORMAT", "xml"),
         ];

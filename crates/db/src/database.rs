@@ -72,7 +72,7 @@ impl Database {
     /// Builds the pool without connecting: a service starts (and reports
     /// not-ready) while the database is down, and recovers when it returns.
     pub fn connect_lazy(settings: &DatabaseSettings) -> Self {
-        let manager = Manager::new(settings.url.expose());
+        let manager = Manager::new(settings.url.expose(), settings.statement_cache);
         let pool = Pool::builder()
             .max_size(settings.pool_size.get())
             // No eager background connects: a connect thread still inside
@@ -87,10 +87,12 @@ impl Database {
         Self { pool, jobs, queue_limit }
     }
 
-    /// One connection, without a pool: for short-lived admin commands.
+    /// One session of its own, without a pool, to `DATABASE_DIRECT_URL`:
+    /// for admin commands and whatever holds session state (advisory
+    /// locks, session settings) that a transaction pooler would not keep.
     pub fn establish(settings: &DatabaseSettings) -> Result<PgConnection, DbError> {
         use diesel::Connection;
-        Ok(PgConnection::establish(settings.url.expose())?)
+        Ok(PgConnection::establish(settings.direct_url.expose())?)
     }
 
     pub fn get(

@@ -9,7 +9,7 @@
 //! connection is never handed out twice.
 
 use diesel::PgConnection;
-use diesel::connection::{Connection, Instrumentation, InstrumentationEvent};
+use diesel::connection::{CacheSize, Connection, Instrumentation, InstrumentationEvent};
 use diesel::r2d2::{ConnectionManager, Error, ManageConnection};
 use diesel::result::{DatabaseErrorKind, Error as QueryError};
 use std::time::{Duration, Instant};
@@ -21,11 +21,13 @@ const TRUSTED_FOR: Duration = Duration::from_secs(1);
 
 pub(crate) struct Manager {
     inner: ConnectionManager<PgConnection>,
+    /// `DATABASE_STATEMENT_CACHE`: off behind a transaction pooler.
+    statement_cache: bool,
 }
 
 impl Manager {
-    pub(crate) fn new(url: &str) -> Self {
-        Self { inner: ConnectionManager::new(url) }
+    pub(crate) fn new(url: &str, statement_cache: bool) -> Self {
+        Self { inner: ConnectionManager::new(url), statement_cache }
     }
 }
 
@@ -35,6 +37,9 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<PgConnection, Error> {
         let mut conn = self.inner.connect()?;
+        if !self.statement_cache {
+            conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+        }
         conn.set_instrumentation(Liveness { last_success: Instant::now(), lost: false });
         Ok(conn)
     }

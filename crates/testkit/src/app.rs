@@ -33,6 +33,7 @@ pub struct TestApp {
 pub struct TestAppBuilder {
     env: Vec<(String, String)>,
     allow_unpublished_outbox: bool,
+    through_pgbouncer: bool,
 }
 
 impl TestApp {
@@ -127,6 +128,15 @@ impl TestAppBuilder {
         self
     }
 
+    /// The service's pool reaches the database through the PgBouncer of
+    /// `make services` (transaction mode) with the statement cache off, as
+    /// an operator behind a pooler runs it; what needs a session takes the
+    /// direct URL. `database_proxy` sits between the service and PgBouncer.
+    pub fn through_pgbouncer(mut self) -> Self {
+        self.through_pgbouncer = true;
+        self
+    }
+
     /// For tests that stop with jobs deliberately unpublished.
     pub fn allow_unpublished_outbox(mut self) -> Self {
         self.allow_unpublished_outbox = true;
@@ -141,7 +151,12 @@ impl TestAppBuilder {
         Fut: Future<Output = anyhow::Result<Started>>,
     {
         let database = TestDatabase::create();
-        let database_proxy = TcpProxy::start(upstream(database.url())).await;
+        let database_upstream = if self.through_pgbouncer {
+            upstream(&database.url_via(crate::pgbouncer_port()))
+        } else {
+            upstream(database.url())
+        };
+        let database_proxy = TcpProxy::start(database_upstream).await;
         let amqp = url::Url::parse(&amqp_url()).expect("TEST_AMQP_URL is a URL");
         let broker_proxy = TcpProxy::start(upstream(amqp.as_str())).await;
         let mut amqp_via_proxy = amqp.clone();
@@ -152,6 +167,9 @@ impl TestAppBuilder {
         let root = storage_root.path().display().to_string();
 
         let mut env = service_env(&database.url_via(database_proxy.port()), amqp_via_proxy.as_str(), &namespace, &root);
+        if self.through_pgbouncer {
+            env = env.with("DATABASE_DIRECT_URL", database.url()).with("DATABASE_STATEMENT_CACHE", "false");
+        }
         for (var, value) in self.env {
             env = env.with(var, value);
         }

@@ -34,6 +34,14 @@ use std::time::Duration;
 pub const DEFAULT_DATABASE_URL: &str = "postgres://stockflow:stockflow@127.0.0.1:5432/stockflow";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
+/// The port of the PgBouncer (transaction mode) that `make services` runs in
+/// front of the test PostgreSQL.
+pub const DEFAULT_PGBOUNCER_PORT: u16 = 6433;
+
+pub fn pgbouncer_port() -> u16 {
+    std::env::var("TEST_PGBOUNCER_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(DEFAULT_PGBOUNCER_PORT)
+}
+
 pub fn amqp_url() -> String {
     std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
 }

@@ -76,8 +76,9 @@ impl Backup {
             .map_err(|e| BackupError::Restore(format!("unreadable table_counts: {e}")))?;
         let mut target = self.database_settings.clone();
         if let Some(url) = &options.target_database_url {
-            target.url = <stockflow_config::DatabaseUrl as stockflow_config::FromEnvValue>::from_env_value(url)
+            target.direct_url = <stockflow_config::DatabaseUrl as stockflow_config::FromEnvValue>::from_env_value(url)
                 .ok_or_else(|| BackupError::Restore("--target-database-url is not a PostgreSQL URL".to_owned()))?;
+            target.url = target.direct_url.clone();
         }
 
         // Preflight: tools, an empty target, and a dump that is what was stored.
@@ -102,8 +103,16 @@ impl Backup {
 
         let extra: &[&str] = if options.force_clean { &["--clean", "--if-exists"] } else { &[] };
         let restoring = progress.task("restoring the dump", Unit::Bytes, dump_bytes);
-        pg_restore(&self.settings, self.backups.as_ref(), key, sha, target.url.expose(), extra, &restoring.counter())
-            .await?;
+        pg_restore(
+            &self.settings,
+            self.backups.as_ref(),
+            key,
+            sha,
+            target.direct_url.expose(),
+            extra,
+            &restoring.counter(),
+        )
+        .await?;
         restoring.finish();
         let restored = session.run(count_tables).await?;
         let mut names: Vec<&String> = expected.keys().chain(restored.keys()).collect();

@@ -102,7 +102,7 @@ impl Backup {
         let command = DumpCommand {
             program: &self.settings.pg_dump,
             compress: self.settings.compress.0,
-            database_url: self.database_settings.url.expose(),
+            database_url: self.database_settings.direct_url.expose(),
         };
         let stored = dump::dump(command, &snapshot, self.backups.as_ref(), &dump_key).await?;
         let artifact = DatabaseArtifact {

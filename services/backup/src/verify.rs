@@ -44,14 +44,15 @@ impl Verifier<'_> {
         };
         let expected: TableCounts = serde_json::from_value(counts.clone())
             .map_err(|e| BackupError::Verify(format!("unreadable table_counts: {e}")))?;
-        let mut url = url::Url::parse(self.database.url.expose())
-            .map_err(|e| BackupError::Verify(format!("DATABASE_URL is not a URL: {e}")))?;
+        let mut url = url::Url::parse(self.database.direct_url.expose())
+            .map_err(|e| BackupError::Verify(format!("DATABASE_DIRECT_URL is not a URL: {e}")))?;
         url.set_path(&format!("/{scratch}"));
         pg_restore(self.settings, self.backups.as_ref(), key, sha, url.as_str(), &[], &|_| {}).await?;
         let mut scratch_settings = self.database.clone();
-        scratch_settings.url =
+        scratch_settings.direct_url =
             <stockflow_config::DatabaseUrl as stockflow_config::FromEnvValue>::from_env_value(url.as_str())
                 .ok_or_else(|| BackupError::Verify("bad scratch database URL".to_owned()))?;
+        scratch_settings.url = scratch_settings.direct_url.clone();
         let mut session = Session::open(&scratch_settings).await?;
         let restored = session.run(count_tables).await?;
         compare_counts(&expected, &restored)

@@ -43,7 +43,7 @@ impl Application {
         let metrics = Arc::new(metrics::SchedulerMetrics::new(connections.database.clone()));
         let role = Role::default();
         let elector = leader::Elector {
-            url: leader::session_url(&settings.database.url),
+            url: leader::session_url(&settings.database.direct_url),
             tick: settings.scheduler.tick,
             lease: settings.scheduler.lease,
             max_active_exports: settings.scheduler.max_active_exports.get(),
