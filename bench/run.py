@@ -324,6 +324,18 @@ def db_url(name):
     return urllib.parse.urlunsplit(parts._replace(path="/" + name))
 
 
+# The PgBouncer of `make services`: transaction mode, in front of DATABASE_URL's server.
+PGBOUNCER_PORT = int(os.environ.get("BENCH_PGBOUNCER_PORT", "6433"))
+
+
+def via_pgbouncer(url):
+    """The same database and role, through PgBouncer."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)
+    netloc = f"{host[0]}@127.0.0.1:{PGBOUNCER_PORT}" if len(host) == 2 else f"127.0.0.1:{PGBOUNCER_PORT}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def sql(url, script):
     """Runs an SQL script with psql (statement by statement, stopping at the
     first error); returns its unaligned output."""
@@ -540,15 +552,17 @@ def run_wrk(url, token, seconds):
     return rps, float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_pgbench(url, script, variables, seconds, scratch):
+def run_pgbench(url, script, variables, seconds, scratch, mode="prepared"):
     """Returns (transactions/s, p99 latency in ms, peak RSS KiB) of a pgbench
     run of `script`. The p99 comes from pgbench's per-transaction log (-l),
-    whose third field is each transaction's latency in microseconds."""
+    whose third field is each transaction's latency in microseconds. `mode`
+    is pgbench's -M: `extended` (unnamed statements) through a transaction
+    pooler, where named ones would not survive."""
     prefix = os.path.join(scratch, "pgbench-log")
     for name in os.listdir(scratch):
         if name.startswith("pgbench-log."):
             os.remove(os.path.join(scratch, name))
-    argv = [PGBENCH, "-n", "-M", "prepared", "-c", str(CONNECTIONS), "-j", str(THREADS), "-T", str(seconds), "-f", script, "-l", f"--log-prefix={prefix}"]
+    argv = [PGBENCH, "-n", "-M", mode, "-c", str(CONNECTIONS), "-j", str(THREADS), "-T", str(seconds), "-f", script, "-l", f"--log-prefix={prefix}"]
     argv += [f"-D{name}={value}" for name, value in variables.items()]
     _, rss, out = run_measured(argv + [url], scratch)
     tps = float(re.search(r"^tps = ([\d.]+) \(without initial connection time\)", out, re.M).group(1))
@@ -597,6 +611,13 @@ def scenario_api_list(runs):
     VmHWM after all runs (a fresh process for this scenario); beside it, the
     peak RSS of pgbench, the client holding 32 connections, for scale. Target
     (issue 4): req/s ratio >= 0.6, p99 under 25 ms.
+
+    Through PgBouncer (transaction mode, `make services`'s on :6433): a second
+    api, DATABASE_STATEMENT_CACHE=false, loaded the same way in the same
+    rounds, against `pgbench -M extended` through the same PgBouncer
+    (unnamed statements, as ours: -M prepared fails in transaction mode), and
+    against the direct api (issue 16's figure, the pooler's cost to us;
+    target >= 0.8).
     """
     tool(WRK, "apt-get install wrk")
     tool(PGBENCH, "apt-get install postgresql-client")
@@ -623,17 +644,26 @@ def scenario_api_list(runs):
             f.write(TOKEN_LOOKUP_SQL + LIST_SQL)
         with open(alone, "w") as f:
             f.write(LIST_SQL)
+        pooled_url = via_pgbouncer(url)
+        pooled_scratch = os.path.join(scratch, "pgbouncer")
         api = Api(url, scratch)
+        pooled = None
         try:
+            pooled = Api(pooled_url, pooled_scratch, extra={"DATABASE_DIRECT_URL": url, "DATABASE_STATEMENT_CACHE": "false"})
             target = f"{api.base}/v1/batches?limit=50"
+            pooled_target = f"{pooled.base}/v1/batches?limit=50"
             page = api.expect(200, "GET", "/v1/batches?limit=50", token)
             first = sql(url, f"""SELECT id FROM batches WHERE org_id = {literal(org_id)} ORDER BY produced_at DESC, id DESC LIMIT 1;""")
             if len(page["items"]) != 50 or not page.get("next_cursor") or page["items"][0]["id"] != first:
                 raise RuntimeError(f"unexpected first page: {len(page['items'])} items, first {page['items'][0]['id']}, expected {first}")
+            if pooled.expect(200, "GET", "/v1/batches?limit=50", token) != page:
+                raise RuntimeError("the api through PgBouncer answered another first page than the direct one")
             measures = {
                 "ours": lambda seconds: run_wrk(target, token, seconds),
                 "endpoint": lambda seconds: run_pgbench(url, both, variables, seconds, scratch),
                 "list": lambda seconds: run_pgbench(url, alone, variables, seconds, scratch),
+                "pooled": lambda seconds: run_wrk(pooled_target, token, seconds),
+                "pooled_endpoint": lambda seconds: run_pgbench(pooled_url, both, variables, seconds, scratch, mode="extended"),
             }
             for measure in measures.values():
                 measure(WARMUP_SECONDS)
@@ -646,10 +676,12 @@ def scenario_api_list(runs):
             api_rss = api.peak_rss_kib()
         finally:
             api.stop()
+            if pooled is not None:
+                pooled.stop()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     median = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for name, rs in results.items()}
-    pgbench_rss = max(r[2] for name in ("endpoint", "list") for r in results[name])
+    pgbench_rss = max(r[2] for name in ("endpoint", "list", "pooled_endpoint") for r in results[name])
     endpoint_tool = f"pgbench -M prepared -c {CONNECTIONS} -j {THREADS}: token lookup + first-page query"
     return [
         {
@@ -672,6 +704,27 @@ def scenario_api_list(runs):
             "baseline": round(median["list"][0], 1),
             "baseline_tool": f"pgbench -M prepared -c {CONNECTIONS} -j {THREADS}: first-page query only (tps)",
             "ratio": round(median["ours"][0] / median["list"][0], 2),
+        },
+        {
+            "figure": f"GET /v1/batches?limit=50 through PgBouncer, transaction mode (req/s, median of {runs})",
+            "ours": round(median["pooled"][0], 1),
+            "baseline": round(median["pooled_endpoint"][0], 1),
+            "baseline_tool": f"pgbench -M extended -c {CONNECTIONS} -j {THREADS} through the same PgBouncer: token lookup + first-page query (tps)",
+            "ratio": round(median["pooled"][0] / median["pooled_endpoint"][0], 2),
+        },
+        {
+            "figure": f"GET /v1/batches?limit=50 through PgBouncer p99 latency (ms, median of {runs})",
+            "ours": round(median["pooled"][1], 2),
+            "baseline": round(median["pooled_endpoint"][1], 2),
+            "baseline_tool": "that pgbench through PgBouncer (p99 from -l)",
+            "ratio": round(median["pooled"][1] / median["pooled_endpoint"][1], 2),
+        },
+        {
+            "figure": f"GET /v1/batches?limit=50, the api through PgBouncer against the api direct (req/s, median of {runs})",
+            "ours": round(median["pooled"][0], 1),
+            "baseline": round(median["ours"][0], 1),
+            "baseline_tool": "the same api build straight to PostgreSQL, same rounds (the pooler's cost; not a tool baseline)",
+            "ratio": round(median["pooled"][0] / median["ours"][0], 2),
         },
         {
             "figure": "api peak RSS over all runs (MiB, VmHWM)",
