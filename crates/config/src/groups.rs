@@ -60,11 +60,20 @@ const DEFAULT_QUEUE_LIMIT: NonZeroU32 = NonZeroU32::MIN.saturating_add(255);
 pub struct BrokerSettings {
     pub url: AmqpUrl,
     pub namespace: AmqpNamespace,
+    /// The AMQP heartbeat the client asks for (`AMQP_HEARTBEAT_SECS`), unless
+    /// AMQP_URL sets `?heartbeat=`: how soon a link that went silent
+    /// without closing is noticed.
+    pub heartbeat: std::num::NonZeroU16,
 }
 
 impl BrokerSettings {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        Ok(Self { url: env.required("AMQP_URL")?, namespace: env.or("AMQP_NAMESPACE", AmqpNamespace::default())? })
+        Ok(Self {
+            url: env.required("AMQP_URL")?,
+            namespace: env.or("AMQP_NAMESPACE", AmqpNamespace::default())?,
+            heartbeat: env
+                .or("AMQP_HEARTBEAT_SECS", std::num::NonZeroU16::new(10).unwrap_or(std::num::NonZeroU16::MIN))?,
+        })
     }
 }
 
@@ -157,6 +166,7 @@ mod tests {
         assert_eq!(db.direct_url, db.url, "the direct URL falls back to DATABASE_URL");
         let broker = BrokerSettings::from_env(&base()).unwrap();
         assert_eq!(broker.namespace.as_str(), "stockflow");
+        assert_eq!(broker.heartbeat.get(), 10);
         let telemetry = TelemetrySettings::from_env(&base()).unwrap();
         assert_eq!((telemetry.filter.as_str(), telemetry.format), ("info", LogFormat::Json));
     }
@@ -191,6 +201,7 @@ mod tests {
             ("DATABASE_QUEUE_LIMIT", "0"),
             ("DATABASE_STATEMENT_CACHE", "sometimes"),
             ("AMQP_NAMESPACE", "Has Spaces"),
+            ("AMQP_HEARTBEAT_SECS", "0"),
             ("LOG_FORMAT", "xml"),
         ];
         for (var, value) in cases {

@@ -11,9 +11,13 @@ use stockflow_config::{AmqpNamespace, BrokerSettings};
 use stockflow_telemetry::{Check, CheckFuture, Down, Shutdown};
 use tokio::sync::watch;
 
-/// Heartbeats detect a connection that died silently (no FIN, no RST).
-const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+/// The bound of one whole connect attempt: TCP, the AMQP handshake and the
+/// topology's declarations. A broker that accepts the TCP connection and
+/// then says nothing (a link dropping packets) must not hold it forever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The bound of closing the connection at shutdown, so a dead link cannot
+/// hold a stopping service past its grace time.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 const RECONNECT_BASE: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
@@ -47,7 +51,8 @@ impl Broker {
     /// first connection succeeds the broker reports itself down.
     pub fn start(settings: &BrokerSettings, service: &'static str) -> Result<Self, InvalidAmqpUrl> {
         let mut uri: AMQPUri = settings.url.expose().parse().map_err(InvalidAmqpUrl)?;
-        uri.query.heartbeat = uri.query.heartbeat.or(Some(DEFAULT_HEARTBEAT_SECS));
+        // Heartbeats detect a connection that died silently (no FIN, no RST).
+        uri.query.heartbeat = uri.query.heartbeat.or(Some(settings.heartbeat.get()));
         uri.query.connection_timeout =
             uri.query.connection_timeout.or(Some(u64::try_from(CONNECT_TIMEOUT.as_millis()).unwrap_or(5000)));
         let (tx, link) = watch::channel(Link::Down(Down::new("not connected yet", "")));
@@ -144,7 +149,12 @@ async fn supervise(
     let properties = || ConnectionProperties::default().with_connection_name(format!("stockflow-{service}").into());
     while !shutdown.is_triggered() {
         let attempt = tokio::select! {
-            attempt = connect(&uri, properties(), &topology) => attempt,
+            attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect(&uri, properties(), &topology)) => {
+                attempt.unwrap_or_else(|_| Err(format!(
+                    "no answer within {} s (connect, handshake and declarations)",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            }
             () = shutdown.wait() => break,
         };
         match attempt {
@@ -159,7 +169,7 @@ async fn supervise(
                     () = shutdown.wait() => {
                         link.send_replace(Link::Down(Down::new("shutting down", "")));
                         let close = conn.close(200, "service stopping".into());
-                        let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
                         break;
                     }
                 };

@@ -28,6 +28,11 @@ use tokio::task::JoinSet;
 /// are requeued by the broker when the channel closes. Below the 10 s a
 /// container runtime allows.
 const DRAIN: Duration = Duration::from_secs(7);
+/// The bound of each word to the broker at shutdown (cancel, channel
+/// close): over a silent link they would wait forever. With DRAIN and the
+/// connection's close, a stop takes at most 9 s, within the 10 s that
+/// `make stop` and container runtimes give before SIGKILL.
+const SHUTDOWN_STEP: Duration = Duration::from_millis(500);
 const RESUBSCRIBE_BASE: Duration = Duration::from_millis(200);
 const RESUBSCRIBE_MAX: Duration = Duration::from_secs(5);
 /// Longest reason kept in a dead letter's header.
@@ -210,7 +215,8 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
                 () = shutdown.wait() => {
                     // No new deliveries; those already in the client's buffer
                     // stay unacked and return to the queue with the channel.
-                    let _ = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+                    let cancel = channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+                    let _ = tokio::time::timeout(SHUTDOWN_STEP, cancel).await;
                     break 'subscribe;
                 }
             }
@@ -224,7 +230,7 @@ async fn run(context: Arc<Context>, broker: Broker, status: watch::Sender<Result
         in_flight.abort_all();
     }
     if let Some(channel) = last_channel {
-        let _ = channel.close(200, "consumer stopping".into()).await;
+        let _ = tokio::time::timeout(SHUTDOWN_STEP, channel.close(200, "consumer stopping".into())).await;
     }
     tracing::info!(%queue, "consumer stopped");
 }

@@ -64,3 +64,42 @@ async fn a_consumer_cut_off_with_its_connection_says_the_broker_is_gone() {
     let detail = body["checks"]["consumer_exports"].as_str().unwrap();
     assert!(detail.contains("the broker connection was lost"), "{body}");
 }
+
+/// A link that drops packets without closing: SIGTERM still ends the
+/// worker within the 10 s that `make stop` and container runtimes give.
+#[tokio::test]
+async fn a_silent_broker_link_does_not_hold_shutdown_past_its_grace() {
+    let app = spawn_app().await;
+    contract::healthy_and_ready(&app).await;
+    app.broker_proxy.freeze();
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), app.stop()).await;
+    stopped.expect("stopped within 10 s over a silent broker link").expect("a clean stop");
+}
+
+/// A broker that takes the TCP connection and then says nothing: each
+/// attempt ends after its bound with a reason, and the link comes up once
+/// the broker answers again.
+#[tokio::test]
+async fn a_connect_to_a_silent_broker_times_out_and_is_retried() {
+    let mut url = url::Url::parse(&stockflow_testkit::amqp_url()).unwrap();
+    let upstream = url.socket_addrs(|| Some(5672)).unwrap()[0];
+    let proxy = stockflow_testkit::TcpProxy::start(upstream).await;
+    proxy.freeze();
+    url.set_port(Some(proxy.port())).unwrap();
+    let env = stockflow_config::Env::from_pairs([
+        ("AMQP_URL", url.to_string()),
+        ("AMQP_NAMESPACE", stockflow_testkit::unique_namespace()),
+    ]);
+    let settings = stockflow_config::BrokerSettings::from_env(&env).unwrap();
+    let client = stockflow_queue::Broker::start(&settings, "worker").unwrap();
+    stockflow_testkit::eventually("the connect attempt to give up", std::time::Duration::from_secs(15), || async {
+        client.down_reason().contains("no answer within 5 s").then_some(())
+    })
+    .await;
+    proxy.restore();
+    tokio::time::timeout(std::time::Duration::from_secs(15), client.connected())
+        .await
+        .expect("connected once the broker answers");
+    client.closed().await;
+    stockflow_testkit::broker::delete_namespace(settings.namespace.as_str());
+}
