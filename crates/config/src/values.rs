@@ -54,7 +54,8 @@ impl FromEnvValue for DatabaseUrl {
     }
 }
 
-/// An AMQP 0-9-1 URL; it carries the password, so it is a secret.
+/// One or more AMQP 0-9-1 URLs, comma-separated: the nodes of a cluster,
+/// tried in turn. It carries passwords, so it is a secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AmqpUrl(Secret<String>);
 
@@ -62,17 +63,24 @@ impl AmqpUrl {
     pub fn expose(&self) -> &str {
         self.0.expose()
     }
+
+    /// Each node's URL, in the order given.
+    pub fn nodes(&self) -> impl Iterator<Item = &str> {
+        self.0.expose().split(',').map(str::trim)
+    }
 }
 
 impl FromEnvValue for AmqpUrl {
-    const EXPECTED: &'static str = "an amqp://user:password@host:port/vhost URL";
+    const EXPECTED: &'static str = "an amqp://user:password@host:port/vhost URL, or several separated by commas";
     const SECRET: bool = true;
     fn from_env_value(raw: &str) -> Option<Self> {
         // Parsed with the AMQP client's own URI rules, so a value accepted
         // here is one the broker connection can use.
-        let valid = (raw.starts_with("amqp://") || raw.starts_with("amqps://"))
-            && raw.parse::<amq_protocol_uri::AMQPUri>().is_ok();
-        valid.then(|| Self(Secret::new(raw.to_owned())))
+        let valid_node = |node: &str| {
+            (node.starts_with("amqp://") || node.starts_with("amqps://"))
+                && node.parse::<amq_protocol_uri::AMQPUri>().is_ok()
+        };
+        raw.split(',').map(str::trim).all(valid_node).then(|| Self(Secret::new(raw.to_owned())))
     }
 }
 
@@ -136,6 +144,24 @@ impl FromEnvValue for LogFilter {
 mod tests {
     use super::*;
     use crate::Env;
+
+    #[test]
+    fn amqp_url_takes_a_cluster_of_nodes_in_order() {
+        let env = Env::from_pairs([(
+            "AMQP_URL",
+            "amqp://u:p@rabbit-1:5672/%2f, amqp://u:p@rabbit-2:5672/%2f,amqp://u:p@rabbit-3:5673/%2f",
+        )]);
+        let url = env.required::<AmqpUrl>("AMQP_URL").unwrap();
+        let nodes: Vec<_> = url.nodes().collect();
+        assert_eq!(
+            nodes,
+            ["amqp://u:p@rabbit-1:5672/%2f", "amqp://u:p@rabbit-2:5672/%2f", "amqp://u:p@rabbit-3:5673/%2f"]
+        );
+        for bad in ["amqp://u:p@rabbit-1/%2f,", "amqp://u:p@rabbit-1/%2f,http://rabbit-2/"] {
+            let err = Env::from_pairs([("AMQP_URL", bad)]).required::<AmqpUrl>("AMQP_URL").unwrap_err();
+            assert_eq!(err.var(), "AMQP_URL", "{bad}");
+        }
+    }
 
     #[test]
     fn secrets_are_never_echoed() {

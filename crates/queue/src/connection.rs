@@ -50,15 +50,22 @@ impl Broker {
     /// Starts connecting in the background and returns at once; until the
     /// first connection succeeds the broker reports itself down.
     pub fn start(settings: &BrokerSettings, service: &'static str) -> Result<Self, InvalidAmqpUrl> {
-        let mut uri: AMQPUri = settings.url.expose().parse().map_err(InvalidAmqpUrl)?;
-        // Heartbeats detect a connection that died silently (no FIN, no RST).
-        uri.query.heartbeat = uri.query.heartbeat.or(Some(settings.heartbeat.get()));
-        uri.query.connection_timeout =
-            uri.query.connection_timeout.or(Some(u64::try_from(CONNECT_TIMEOUT.as_millis()).unwrap_or(5000)));
+        let nodes = settings
+            .url
+            .nodes()
+            .map(|node| {
+                let mut uri: AMQPUri = node.parse().map_err(InvalidAmqpUrl)?;
+                // Heartbeats detect a connection that died silently (no FIN, no RST).
+                uri.query.heartbeat = uri.query.heartbeat.or(Some(settings.heartbeat.get()));
+                uri.query.connection_timeout =
+                    uri.query.connection_timeout.or(Some(u64::try_from(CONNECT_TIMEOUT.as_millis()).unwrap_or(5000)));
+                Ok(uri)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let (tx, link) = watch::channel(Link::Down(Down::new("not connected yet", "")));
         let topology = Topology::new(&settings.namespace);
         let closing = Shutdown::new();
-        let supervisor = tokio::spawn(supervise(uri, service, topology, tx, closing.clone()));
+        let supervisor = tokio::spawn(supervise(nodes, service, topology, tx, closing.clone()));
         Ok(Self {
             link,
             namespace: settings.namespace.clone(),
@@ -138,8 +145,11 @@ impl Check for BrokerCheck {
     }
 }
 
+/// Keeps one connection up. With several nodes (a cluster), each failed
+/// attempt and each lost connection moves on to the next node in turn, so
+/// a node that is down costs one attempt, not every retry.
 async fn supervise(
-    uri: AMQPUri,
+    nodes: Vec<AMQPUri>,
     service: &'static str,
     topology: Topology,
     link: watch::Sender<Link>,
@@ -147,9 +157,13 @@ async fn supervise(
 ) {
     let mut backoff = Backoff::new(RECONNECT_BASE, RECONNECT_MAX);
     let properties = || ConnectionProperties::default().with_connection_name(format!("stockflow-{service}").into());
+    let mut turn = 0;
     while !shutdown.is_triggered() {
+        let Some(uri) = nodes.get(turn % nodes.len().max(1)) else { break };
+        turn = turn.wrapping_add(1);
+        let node = format!("{}:{}", uri.authority.host, uri.authority.port);
         let attempt = tokio::select! {
-            attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect(&uri, properties(), &topology)) => {
+            attempt = tokio::time::timeout(CONNECT_TIMEOUT, connect(uri, properties(), &topology)) => {
                 attempt.unwrap_or_else(|_| Err(format!(
                     "no answer within {} s (connect, handshake and declarations)",
                     CONNECT_TIMEOUT.as_secs()
@@ -159,7 +173,7 @@ async fn supervise(
         };
         match attempt {
             Ok(conn) => {
-                tracing::info!("connected to the broker");
+                tracing::info!(%node, "connected to the broker");
                 backoff.reset();
                 let conn = Arc::new(conn);
                 let mut events = conn.events_listener();
@@ -173,12 +187,12 @@ async fn supervise(
                         break;
                     }
                 };
-                tracing::warn!(reason = %lost, "lost the broker connection; reconnecting");
+                tracing::warn!(%node, reason = %lost, "lost the broker connection; reconnecting");
                 link.send_replace(Link::Down(Down::new("connection lost", lost)));
             }
             Err(error) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(%error, retry_in_ms = delay.as_millis(), "cannot connect to the broker");
+                tracing::warn!(%node, %error, retry_in_ms = delay.as_millis(), "cannot connect to the broker");
                 link.send_replace(Link::Down(Down::new("cannot connect", error)));
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}

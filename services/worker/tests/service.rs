@@ -103,3 +103,39 @@ async fn a_connect_to_a_silent_broker_times_out_and_is_retried() {
     client.closed().await;
     stockflow_testkit::broker::delete_namespace(settings.namespace.as_str());
 }
+
+/// AMQP_URL naming the nodes of a cluster: a node that is down is passed
+/// over, and a lost connection moves on to the next node that answers.
+#[tokio::test]
+async fn a_cluster_url_moves_past_a_node_that_is_down() {
+    let mut url = url::Url::parse(&stockflow_testkit::amqp_url()).unwrap();
+    let upstream = url.socket_addrs(|| Some(5672)).unwrap()[0];
+    let first = stockflow_testkit::TcpProxy::start(upstream).await;
+    let second = stockflow_testkit::TcpProxy::start(upstream).await;
+    first.sever();
+    let mut node = |port: u16| {
+        url.set_port(Some(port)).unwrap();
+        url.to_string()
+    };
+    let nodes = format!("{},{}", node(first.port()), node(second.port()));
+    let env = stockflow_config::Env::from_pairs([
+        ("AMQP_URL", nodes),
+        ("AMQP_NAMESPACE", stockflow_testkit::unique_namespace()),
+    ]);
+    let settings = stockflow_config::BrokerSettings::from_env(&env).unwrap();
+    let client = stockflow_queue::Broker::start(&settings, "worker").unwrap();
+    let within = std::time::Duration::from_secs(15);
+    tokio::time::timeout(within, client.connected()).await.expect("connected through the second node");
+
+    // The second node goes away, then the first comes back: the next
+    // connection can only run through the first.
+    second.sever();
+    stockflow_testkit::eventually("the lost connection to be noticed", within, || async {
+        client.connection().is_none().then_some(())
+    })
+    .await;
+    first.restore();
+    tokio::time::timeout(within, client.connected()).await.expect("connected through the first node");
+    client.closed().await;
+    stockflow_testkit::broker::delete_namespace(settings.namespace.as_str());
+}
