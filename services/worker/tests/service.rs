@@ -139,3 +139,30 @@ async fn a_cluster_url_moves_past_a_node_that_is_down() {
     client.closed().await;
     stockflow_testkit::broker::delete_namespace(settings.namespace.as_str());
 }
+
+/// AMQP_HEARTBEAT_SECS is what notices a link that went silent: at 1 s
+/// the loss shows within a few seconds (the default 10 s takes over 20).
+#[tokio::test]
+async fn a_silent_link_is_reported_lost_after_missed_heartbeats() {
+    let mut url = url::Url::parse(&stockflow_testkit::amqp_url()).unwrap();
+    let upstream = url.socket_addrs(|| Some(5672)).unwrap()[0];
+    let proxy = stockflow_testkit::TcpProxy::start(upstream).await;
+    url.set_port(Some(proxy.port())).unwrap();
+    let env = stockflow_config::Env::from_pairs([
+        ("AMQP_URL", url.to_string()),
+        ("AMQP_NAMESPACE", stockflow_testkit::unique_namespace()),
+        ("AMQP_HEARTBEAT_SECS", "1".to_owned()),
+    ]);
+    let settings = stockflow_config::BrokerSettings::from_env(&env).unwrap();
+    let client = stockflow_queue::Broker::start(&settings, "worker").unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(15), client.connected()).await.expect("connected");
+    proxy.freeze();
+    let started = std::time::Instant::now();
+    stockflow_testkit::eventually("missed heartbeats to end the link", std::time::Duration::from_secs(10), || async {
+        client.connection().is_none().then_some(())
+    })
+    .await;
+    eprintln!("silent link reported lost after {:.1} s (heartbeat 1 s)", started.elapsed().as_secs_f64());
+    client.closed().await;
+    stockflow_testkit::broker::delete_namespace(settings.namespace.as_str());
+}
