@@ -27,8 +27,33 @@ pub(crate) struct Manager {
 
 impl Manager {
     pub(crate) fn new(url: &str, statement_cache: bool) -> Self {
-        Self { inner: ConnectionManager::new(url), statement_cache }
+        Self { inner: ConnectionManager::new(with_link_checks(url)), statement_cache }
     }
+}
+
+/// libpq settings that make a pooled connection notice a peer that went
+/// silent (a dropped link, a host gone without closing): keepalive probes
+/// after 10 s idle, every 5 s, three unanswered end it (about 25 s idle);
+/// data unacknowledged for 30 s ends it while a query waits. Without them
+/// the system defaults apply: two hours before the first probe. A setting
+/// already in DATABASE_URL's query string wins.
+const LINK_CHECKS: [(&str, &str); 5] = [
+    ("keepalives", "1"),
+    ("keepalives_idle", "10"),
+    ("keepalives_interval", "5"),
+    ("keepalives_count", "3"),
+    ("tcp_user_timeout", "30000"),
+];
+
+pub(crate) fn with_link_checks(url: &str) -> String {
+    let query = url.split_once('?').map(|(_, query)| query).unwrap_or_default();
+    let given = |key: &str| query.split('&').any(|pair| pair.split('=').next() == Some(key));
+    let mut url = url.to_owned();
+    for (key, value) in LINK_CHECKS.iter().filter(|(key, _)| !given(key)) {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str(&format!("{key}={value}"));
+    }
+    url
 }
 
 impl ManageConnection for Manager {
@@ -79,5 +104,24 @@ impl Instrumentation for Liveness {
                 Some(_) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_link_checks;
+
+    #[test]
+    fn link_checks_are_added_unless_the_url_sets_them() {
+        assert_eq!(
+            with_link_checks("postgres://u:p@db/x"),
+            "postgres://u:p@db/x?keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_count=3\
+             &tcp_user_timeout=30000"
+        );
+        assert_eq!(
+            with_link_checks("postgres://u:p@db/x?sslmode=require&keepalives_idle=60&tcp_user_timeout=5000"),
+            "postgres://u:p@db/x?sslmode=require&keepalives_idle=60&tcp_user_timeout=5000&keepalives=1\
+             &keepalives_interval=5&keepalives_count=3"
+        );
     }
 }

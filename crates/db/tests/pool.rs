@@ -101,3 +101,37 @@ async fn work_that_panics_answers_an_error_and_its_thread_serves_the_next() {
         .await;
     assert!(pid.is_ok(), "the next work runs: {pid:?}");
 }
+
+/// The pool's sockets carry keepalive timers of seconds, not the system's
+/// two hours: read from the kernel's own table (/proc/net/tcp, timer 2 =
+/// keepalive, its expiry in hundredths of a second), for this process's
+/// sockets to the database.
+#[test]
+fn pooled_connections_probe_an_idle_link_within_seconds() {
+    let database = TestDatabase::create();
+    let pool = one_connection_pool(&database);
+    backend_pid(&pool).expect("a query");
+    let authority = database.url().split('@').next_back().unwrap().split('/').next().unwrap();
+    let port: u16 = authority.rsplit_once(':').map_or(5432, |(_, port)| port.parse().unwrap());
+    let ours: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| target.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+        .collect();
+    let timers: Vec<(u32, u64)> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| table.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = u16::from_str_radix(fields[2].rsplit(':').next()?, 16).ok()?;
+            let (timer, expiry) = fields[5].split_once(':')?;
+            (remote_port == port && fields[3] == "01" && ours.iter().any(|inode| inode == fields[9]))
+                .then(|| Some((timer.parse().ok()?, u64::from_str_radix(expiry, 16).ok()?)))
+                .flatten()
+        })
+        .collect();
+    assert!(!timers.is_empty(), "no established socket of this process to port {port}");
+    // The pooled connection: a keepalive timer due within its 10 s idle.
+    assert!(timers.iter().any(|&(timer, expiry)| timer == 2 && expiry <= 1_000), "{timers:?}");
+}
