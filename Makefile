@@ -7,8 +7,10 @@ CARGO ?= cargo
 # between clones), else target/ here.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run --retries 0" || echo test)
+# Tests marked #[ignore] because they need more than `make services` (test-cluster).
+IGNORED_ONLY := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "--run-ignored only" || echo "-- --ignored")
 
-.PHONY: help services services-stop build run stop test contract contract-run lint fmt bench bench-quick bench-quick-run clean-test-dbs test-deploy k8s-validate
+.PHONY: help services services-stop build run stop test contract contract-run lint fmt bench bench-quick bench-quick-run clean-test-dbs test-deploy test-cluster k8s-validate
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -36,6 +38,11 @@ test: services lint ## Everything CI checks: services, lint, the whole test suit
 	$(CARGO) $(TEST_RUNNER) --workspace --locked
 	@$(MAKE) --no-print-directory contract-run
 	@$(MAKE) --no-print-directory bench-quick-run
+
+test-cluster: services ## Three-node RabbitMQ cluster on 127.0.0.1 (scripts/rabbitmq-cluster.sh): the api and worker through node and leader failures
+	bash scripts/rabbitmq-cluster.sh up
+	status=0; $(CARGO) $(TEST_RUNNER) --locked -p stockflow-api --test cluster $(IGNORED_ONLY) || status=$$?; \
+		bash scripts/rabbitmq-cluster.sh down; exit $$status
 
 test-deploy: services ## Build the four images and run the production compose stack end to end through nginx (scripts/test-deploy.sh; root)
 	@bash scripts/test-deploy.sh

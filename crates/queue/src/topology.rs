@@ -68,12 +68,19 @@ impl Topology {
     }
 
     /// Headers exchange that routes a retry to its delay queue.
+    ///
+    /// `<ns>.delay`, not the `<ns>.retry` of earlier releases: those delay
+    /// queues were classic queues, which live on one node of a cluster, and
+    /// while that node was down no service could declare its topology, so
+    /// none could connect. These are quorum queues; the old exchange and
+    /// queues are left alone (nothing routes to them any more, and what they
+    /// hold expires back to the jobs exchange) and may be deleted.
     pub fn retry_exchange(&self) -> String {
-        format!("{}.retry", self.ns)
+        format!("{}.delay", self.ns)
     }
 
     pub fn retry_queue(&self, tier: u32) -> String {
-        format!("{}.retry.{tier}", self.ns)
+        format!("{}.delay.{tier}", self.ns)
     }
 
     pub fn queue(&self, family: Family) -> String {
@@ -132,9 +139,13 @@ impl Topology {
         for tier in 1..=RETRY_TIERS {
             let queue = self.retry_queue(tier);
             // Expired messages go back to the jobs exchange under their own
-            // routing key, so they return to the queue they came from.
-            let mut arguments = FieldTable::default();
+            // routing key, so they return to the queue they came from; at
+            // least once, so a retry is not lost when the jobs exchange's
+            // queues cannot take it at that moment.
+            let mut arguments = quorum();
             arguments.insert("x-dead-letter-exchange".into(), string(&jobs));
+            arguments.insert("x-dead-letter-strategy".into(), string("at-least-once"));
+            arguments.insert("x-overflow".into(), string("reject-publish"));
             channel.queue_declare(name(&queue), durable_queue, arguments).await?;
             let mut binding = FieldTable::default();
             binding.insert("x-match".into(), string("all"));
@@ -174,7 +185,7 @@ mod tests {
         let topology = Topology::new(&AmqpNamespace::parse("t1").unwrap());
         assert_eq!(topology.jobs_exchange(), "t1.jobs");
         assert_eq!(topology.queue(EXPORTS), "t1.exports");
-        assert_eq!(topology.retry_queue(2), "t1.retry.2");
+        assert_eq!(topology.retry_queue(2), "t1.delay.2");
         assert_eq!(topology.queues().len(), 4 + RETRY_TIERS as usize);
         assert!(topology.queues().iter().chain(&topology.exchanges()).all(|name| name.starts_with("t1.")));
     }
