@@ -81,7 +81,8 @@ fn status_line(address: SocketAddr, path: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&address, TIMEOUT)?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    // One write: `write!` would send each piece of the format on its own.
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes())?;
     // The status line fits in the first read of any sane answer; reading
     // no more keeps a large /readyz body from mattering.
     let mut head = [0u8; 256];
@@ -96,14 +97,26 @@ mod tests {
     use std::net::TcpListener;
     use std::thread;
 
+    /// Answers every connection with `response`, for the life of the test
+    /// process: not just the first, in case another test process probes
+    /// this port (one it had from its own `free_port` moments ago).
     fn answering(response: &'static str) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let address = listener.local_addr().expect("address");
         thread::spawn(move || {
-            let (mut stream, _) = listener.accept().expect("accept");
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request).expect("read");
-            stream.write_all(response.as_bytes()).expect("write");
+            for mut stream in listener.incoming().flatten() {
+                // The whole request before the answer: closing with bytes
+                // unread would reset the connection under the client.
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => request.extend_from_slice(&chunk[..read]),
+                    }
+                }
+                let _ = stream.write_all(response.as_bytes());
+            }
         });
         address
     }
