@@ -135,18 +135,29 @@ endpoint() {
     [ -n "$host" ] && printf '%s %s\n' "$host" "${port:-$default_port}"
 }
 
-# wait_for WHAT HOST PORT: until HOST:PORT accepts a connection, or the
-# deadline passes (exit 1: a restart may well help).
+reachable() { timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null; }
+
+# wait_for WHAT HOST PORT [HOST PORT]...: until one of the endpoints (the
+# nodes of a cluster) accepts a connection, or the deadline passes (exit 1:
+# a restart may well help).
 deadline=$((SECONDS + wait_secs))
 wait_for() {
-    local what=$1 host=$2 port=$3 announced=false
-    until timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$port" 2>/dev/null; do
+    local what=$1 announced=false i names=""
+    shift
+    local endpoints=("$@")
+    for ((i = 0; i < ${#endpoints[@]}; i += 2)); do
+        names="${names:+$names, }${endpoints[i]}:${endpoints[i + 1]}"
+    done
+    while :; do
+        for ((i = 0; i < ${#endpoints[@]}; i += 2)); do
+            reachable "${endpoints[i]}" "${endpoints[i + 1]}" && return 0
+        done
         if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "$prog: $what at $host:$port not reachable after ${wait_secs} s (STARTUP_WAIT_SECS)" >&2
+            echo "$prog: $what at $names not reachable after ${wait_secs} s (STARTUP_WAIT_SECS)" >&2
             exit 1
         fi
         if [ "$announced" = false ]; then
-            echo "$prog: waiting for $what at $host:$port (at most ${wait_secs} s)" >&2
+            echo "$prog: waiting for $what at $names (at most ${wait_secs} s)" >&2
             announced=true
         fi
         sleep 1
@@ -160,9 +171,15 @@ if [ "$wait_secs" -gt 0 ]; then
     if [ "$serving" = true ] && [ -n "${AMQP_URL:-}" ]; then
         amqp_port=5672
         [ "${AMQP_URL%%://*}" = amqps ] && amqp_port=5671
-        if target=$(endpoint "$AMQP_URL" "$amqp_port"); then
-            wait_for broker ${target}
-        fi
+        # Several URLs, comma-separated, are the nodes of a cluster: any one will do.
+        targets=()
+        IFS=, read -r -a nodes <<<"$AMQP_URL"
+        for node in "${nodes[@]}"; do
+            node=${node//[[:space:]]/}
+            # shellcheck disable=SC2207 # "host port", split on purpose
+            target=($(endpoint "$node" "$amqp_port")) && targets+=("${target[@]}")
+        done
+        [ "${#targets[@]}" -eq 0 ] || wait_for broker "${targets[@]}"
     fi
 fi
 

@@ -164,6 +164,30 @@ fn it_waits_a_bounded_time_for_the_database_and_never_prints_the_url() {
 }
 
 #[test]
+fn for_a_cluster_any_node_of_amqp_url_will_do() {
+    let image = Image::new();
+    let down = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let up = TcpListener::bind("127.0.0.1:0").unwrap();
+    let nodes = format!(
+        "amqp://u:s3cret@127.0.0.1:{down}/%2f, amqp://u:s3cret@127.0.0.1:{}/%2f",
+        up.local_addr().unwrap().port()
+    );
+    let output = image.run("worker", &[("AMQP_URL", &nodes), ("STARTUP_WAIT_SECS", "5")], &[]);
+    assert_eq!(stdout(&output), "ran stockflow-worker serve", "{}", stderr(&output));
+
+    let other_down = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let nodes = format!("amqp://u:s3cret@127.0.0.1:{down}/%2f,amqp://u:s3cret@127.0.0.1:{other_down}/%2f");
+    let output = image.run("worker", &[("AMQP_URL", &nodes), ("STARTUP_WAIT_SECS", "1")], &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains(&format!("broker at 127.0.0.1:{down}, 127.0.0.1:{other_down} not reachable after 1 s")),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "the password leaked: {err}");
+}
+
+#[test]
 fn health_checks_skip_every_check_and_wait() {
     let image = Image::new();
     let scratch = tempfile::tempdir().unwrap();
