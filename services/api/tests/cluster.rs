@@ -17,20 +17,19 @@ use stockflow_telemetry::Shutdown;
 use stockflow_testkit::{TestApp, eventually};
 
 const WITHIN: Duration = Duration::from_secs(30);
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/rabbitmq-cluster.sh");
 
 fn cluster(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/rabbitmq-cluster.sh");
-    let output = Command::new("bash").arg(script).args(args).output().expect("run rabbitmq-cluster.sh");
+    let output = Command::new("bash").arg(SCRIPT).args(args).output().expect("run rabbitmq-cluster.sh");
     assert!(output.status.success(), "rabbitmq-cluster.sh {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }
 
 /// rabbitmqctl on the first node that answers (one may be stopped), as JSON.
 fn query(args: &[&str]) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/rabbitmq-cluster.sh");
     for node in ["1", "2", "3"] {
         let output = Command::new("bash")
-            .arg(script)
+            .arg(SCRIPT)
             .args(["ctl", node, "-q"])
             .args(args)
             .args(["--formatter", "json"])
