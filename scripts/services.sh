@@ -193,10 +193,11 @@ ensure_build_deps() {
 
 # The tools `make bench` measures with and against (wrk, GNU time, rsync;
 # pgbench and psql come with postgresql-client). `make test` runs a quick round of
-# every scenario, so they are needed there too.
+# every scenario, so they are needed there too; and nftables, with which a
+# test silences one database connection (crates/db/tests/silent_holder.rs).
 ensure_bench_tools() {
   local pkg missing=()
-  for pkg in wrk time rsync; do
+  for pkg in wrk time rsync nftables; do
     pkg_installed "$pkg" || missing+=("$pkg")
   done
   if ((${#missing[@]})); then
@@ -575,6 +576,14 @@ default_pool_size = 20
 max_client_conn = 1000
 max_db_connections = 40
 server_idle_timeout = 10
+# A client whose link goes silent inside a transaction holds that
+# transaction's locks until PgBouncer drops it: the same checks as the
+# services' own (docs/operations.md, "Links that die without closing").
+tcp_keepalive = 1
+tcp_keepidle = 10
+tcp_keepintvl = 5
+tcp_keepcnt = 3
+tcp_user_timeout = 30000
 logfile = $PGBOUNCER_DIR/pgbouncer.log
 pidfile = $PGBOUNCER_PIDFILE
 EOF

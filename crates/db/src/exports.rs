@@ -239,8 +239,11 @@ pub fn start_attempt(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResul
 }
 
 /// `SELECT ... FOR UPDATE`: held until the caller's transaction ends, so
-/// two deliveries of one job never run it at once.
+/// two deliveries of one job never run it at once. The lock is held for a
+/// whole export, so another delivery may wait on it that long, but never
+/// on a holder that is gone: the server ends a silent holder's session.
 pub fn lock(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<ExportRow>> {
+    crate::pool::end_session_if_client_goes_silent(conn)?;
     of(org, id).for_update().select(ExportRow::as_select()).first(conn).optional()
 }
 

@@ -27,6 +27,8 @@ pub mod users;
 pub use database::{Database, DbError};
 pub use decimal::DecimalText;
 pub use json::JsonText;
-pub use migrations::{MIGRATIONS, migration_names, pending_migrations, revert_all, run_pending};
+pub use migrations::{
+    MIGRATION_LOCK_TIMEOUT, MIGRATIONS, migration_names, pending_migrations, revert_all, run_pending,
+};
 
 pub use diesel::PgConnection;

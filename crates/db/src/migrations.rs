@@ -38,12 +38,27 @@ pub fn revert_all(conn: &mut PgConnection) -> Result<Vec<String>, DbError> {
     })
 }
 
+/// How long a migration's statement waits for a table lock. DDL waits
+/// behind every transaction that uses the table, and every query that
+/// comes after it waits behind the DDL: unbounded, one long report would
+/// stall the whole API. Past this the migration fails and changes nothing;
+/// run it again when the table is quieter.
+pub const MIGRATION_LOCK_TIMEOUT: &str = "5s";
+
 fn with_migration_lock<T>(
     conn: &mut PgConnection,
     work: impl FnOnce(&mut PgConnection) -> Result<T, DbError>,
 ) -> Result<T, DbError> {
+    // Taken before the timeout is set: another migrator holds it only
+    // while it works, and the server ends its session if it dies.
     diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(conn)?;
-    let result = work(conn);
+    let result = diesel::sql_query(format!("SET lock_timeout = '{MIGRATION_LOCK_TIMEOUT}'"))
+        .execute(conn)
+        .map_err(DbError::from)
+        .and_then(|_| work(conn));
+    let reset = diesel::sql_query("RESET lock_timeout").execute(conn);
     diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(conn)?;
-    result
+    let value = result?;
+    reset?;
+    Ok(value)
 }

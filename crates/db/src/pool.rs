@@ -33,8 +33,8 @@ impl Manager {
 
 /// libpq settings that make a pooled connection notice a peer that went
 /// silent (a dropped link, a host gone without closing): keepalive probes
-/// after 10 s idle, every 5 s, three unanswered end it (about 25 s idle);
-/// data unacknowledged for 30 s ends it while a query waits. Without them
+/// after 10 s idle, every 5 s; with `tcp_user_timeout` set, the link is
+/// given up 30 s after the peer last answered, idle or with data unacknowledged. Without them
 /// the system defaults apply: two hours before the first probe. A setting
 /// already in DATABASE_URL's query string wins.
 const LINK_CHECKS: [(&str, &str); 5] = [
@@ -54,6 +54,19 @@ pub(crate) fn with_link_checks(url: &str) -> String {
         url.push_str(&format!("{key}={value}"));
     }
     url
+}
+
+/// The server's side of [`LINK_CHECKS`], for the rest of the caller's
+/// transaction: while it holds row locks that others wait on, a client
+/// whose link went silent is ended by the server (its transaction rolled
+/// back, its locks freed) about 30 s after the client last answered, instead of the system's two hours. `SET LOCAL`, so it holds
+/// through a transaction pooler and ends with the transaction.
+pub(crate) fn end_session_if_client_goes_silent(conn: &mut PgConnection) -> diesel::QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    conn.batch_execute(
+        "SET LOCAL tcp_keepalives_idle = 10; SET LOCAL tcp_keepalives_interval = 5; \
+         SET LOCAL tcp_keepalives_count = 3; SET LOCAL tcp_user_timeout = 30000",
+    )
 }
 
 impl ManageConnection for Manager {

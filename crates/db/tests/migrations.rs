@@ -127,3 +127,43 @@ fn schema_rs_matches_the_migrated_database() {
         storage_migration_objects
     );
 }
+
+/// A migration never queues its DDL for long behind other work on a table
+/// (every later query would queue behind it): it gives up after
+/// `MIGRATION_LOCK_TIMEOUT`, changes nothing, and applies when run again.
+#[test]
+fn a_migration_gives_up_on_a_busy_table_and_applies_later() {
+    use diesel_migrations::MigrationHarness;
+    let database = TestDatabase::create();
+    let mut conn = database.connect();
+    // Back to before the migration that adds a column to api_tokens.
+    let mut reverted = 0;
+    loop {
+        let version = conn.revert_last_migration(stockflow_db::MIGRATIONS).expect("revert one").to_string();
+        reverted += 1;
+        if version.starts_with("20261130200001") || version.starts_with("2026-11-30-200001") {
+            break;
+        }
+    }
+
+    // A long report reading api_tokens: ADD COLUMN needs it to end.
+    let mut reader = database.connect();
+    diesel::sql_query("BEGIN").execute(&mut reader).unwrap();
+    diesel::sql_query("LOCK TABLE api_tokens IN ACCESS SHARE MODE").execute(&mut reader).unwrap();
+
+    let started = std::time::Instant::now();
+    let refused = stockflow_db::run_pending(&mut conn).expect_err("the table is locked");
+    let waited = started.elapsed();
+    assert!(refused.to_string().contains("lock timeout"), "{refused}");
+    assert!(waited >= std::time::Duration::from_secs(5), "it waited its lock timeout, {waited:?}");
+    assert_eq!(stockflow_db::pending_migrations(&mut conn).unwrap().len(), reverted, "nothing was applied");
+    let timeout = diesel::sql_query("SELECT setting::bigint AS n FROM pg_settings WHERE name = 'lock_timeout'")
+        .get_result::<Count>(&mut conn)
+        .unwrap()
+        .n;
+    assert_eq!(timeout, 0, "the session's own lock timeout is back to the default");
+
+    diesel::sql_query("COMMIT").execute(&mut reader).unwrap();
+    let applied = stockflow_db::run_pending(&mut conn).expect("applies once the table is free");
+    assert_eq!(applied.len(), reverted);
+}
