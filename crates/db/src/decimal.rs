@@ -17,6 +17,10 @@ impl DecimalText {
     pub fn into_string(self) -> String {
         self.0
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl FromSql<Numeric, Pg> for DecimalText {

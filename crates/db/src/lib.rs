@@ -30,5 +30,6 @@ pub use json::JsonText;
 pub use migrations::{
     MIGRATION_LOCK_TIMEOUT, MIGRATIONS, migration_names, pending_migrations, revert_all, run_pending,
 };
+pub use pool::queries_counter;
 
 pub use diesel::PgConnection;

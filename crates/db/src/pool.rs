@@ -12,7 +12,18 @@ use diesel::PgConnection;
 use diesel::connection::{CacheSize, Connection, Instrumentation, InstrumentationEvent};
 use diesel::r2d2::{ConnectionManager, Error, ManageConnection};
 use diesel::result::{DatabaseErrorKind, Error as QueryError};
+use prometheus_client::metrics::counter::Counter;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
+
+/// Statements started on pooled connections, by every pool of the process.
+static QUERIES: LazyLock<Counter> = LazyLock::new(Counter::default);
+
+/// The counter behind `stockflow_database_queries_total`: a service
+/// registers it; a test reads it to count the statements of a request.
+pub fn queries_counter() -> Counter {
+    QUERIES.clone()
+}
 
 /// How long a successful query vouches for its connection. Past this a
 /// checkout pings first: after a quiet spell the server may have restarted
@@ -105,6 +116,9 @@ struct Liveness {
 
 impl Instrumentation for Liveness {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            QUERIES.inc();
+        }
         if let InstrumentationEvent::FinishQuery { error, .. } = event {
             match error {
                 None => self.last_success = Instant::now(),

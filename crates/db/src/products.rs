@@ -71,6 +71,15 @@ pub fn find(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<
         .optional()
 }
 
+/// The organization's products among `ids`, in no order: one query for
+/// a page's worth of references.
+pub fn find_many(conn: &mut PgConnection, org: Uuid, ids: &[Uuid]) -> QueryResult<Vec<Product>> {
+    products::table
+        .filter(products::org_id.eq(org).and(products::id.eq_any(ids)))
+        .select(Product::as_select())
+        .load(conn)
+}
+
 /// Newest first; `after` is the last row of the previous page.
 pub fn list(
     conn: &mut PgConnection,

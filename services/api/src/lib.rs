@@ -8,6 +8,7 @@ pub mod commands;
 mod delivery;
 mod exports;
 mod extract;
+mod graphql;
 mod health;
 mod last_used;
 mod me;
@@ -25,6 +26,7 @@ mod tokens;
 mod validation;
 
 pub use exports::ExportSettings;
+pub use graphql::sdl as graphql_sdl;
 pub use problem::ApiError;
 pub use routes::served as served_routes;
 pub use settings::{AdminSettings, ApiSettings, BIND_VAR, DEFAULT_BIND, Settings};

@@ -81,7 +81,7 @@ pub(crate) const CURSOR_PATTERN: &str = "^[0-6][0-9a-f]{47}$";
 
 /// Opaque to clients, and harmless to forge, since every query is scoped
 /// to the caller's org.
-fn encode(after: &After) -> String {
+pub(crate) fn encode(after: &After) -> String {
     // Every stored time is after 4713 BC, so the offset is never negative.
     let offset = after.at.timestamp_micros().abs_diff(After::EARLIEST_MICROS);
     format!("{offset:016x}{}", after.id.simple())

@@ -14,6 +14,15 @@ pub(crate) fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Res
     }
 }
 
+/// The same text, owned: for GraphQL's `DateTime`.
+pub(crate) fn format(at: &DateTime<Utc>) -> String {
+    let mut buffer = [0u8; 32];
+    match write(at, &mut buffer) {
+        Some(text) => text.to_owned(),
+        None => serde_json::to_value(at).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+    }
+}
+
 pub(crate) fn optional<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
     match at {
         Some(at) => serialize(at, serializer),

@@ -99,6 +99,15 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         };
         cfg.service(resource.default_service(web::to(refuse)));
     }
+    // GraphQL's contract is its schema (docs/schema.graphql), not the
+    // OpenAPI document, so it is not in the table.
+    let refuse = || async { HttpResponse::from_error(ApiError::MethodNotAllowed { allow: "GET, POST".to_owned() }) };
+    cfg.service(
+        web::resource("/graphql")
+            .route(web::get().to(crate::graphql::get))
+            .route(web::post().to(crate::graphql::post))
+            .default_service(web::to(refuse)),
+    );
 }
 
 /// `GET, PATCH, DELETE`: the methods of `endpoint`, in the table's order.

@@ -46,6 +46,7 @@ impl Application {
         // One registry for all workers, so a scrape sees every request.
         let metrics = web::Data::new(Metrics::new());
         let exports = web::Data::new(settings.exports);
+        let graphql = web::Data::new(crate::graphql::schema());
         let bind = settings.api.bind;
         let server = HttpServer::new(move || {
             App::new()
@@ -56,6 +57,7 @@ impl Application {
                 .app_data(exports.clone())
                 .app_data(metrics.clone())
                 .app_data(readiness.clone())
+                .app_data(graphql.clone())
                 .app_data(extract::json_config())
                 .app_data(extract::query_config())
                 .app_data(extract::path_config())

@@ -23,6 +23,20 @@ pub(crate) struct Metrics {
     registry: Registry,
     requests: Family<HttpLabels, Counter>,
     durations: Family<HttpLabels, Histogram>,
+    graphql_operations: Family<GraphqlLabels, Counter>,
+    graphql_durations: Family<GraphqlLabels, Histogram>,
+    /// Operation names are the clients' to choose: the first
+    /// [`MAX_OPERATION_NAMES`] get series of their own, later ones `other`.
+    operation_names: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+const MAX_OPERATION_NAMES: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub(crate) struct GraphqlLabels {
+    operation: String,
+    /// `ok`, or the `extensions.code` of the first error.
+    outcome: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -60,7 +74,52 @@ impl Metrics {
             Unit::Seconds,
             durations.clone(),
         );
-        Self { registry, requests, durations }
+        registry.register(
+            "database_queries",
+            "Statements sent to PostgreSQL on the pool's connections",
+            stockflow_db::queries_counter(),
+        );
+        let graphql_operations = Family::<GraphqlLabels, Counter>::default();
+        let graphql_durations =
+            Family::<GraphqlLabels, Histogram>::new_with_constructor(duration_histogram as fn() -> Histogram);
+        registry.register(
+            "graphql_operations",
+            "GraphQL operations answered, by operation name (anonymous, or other past 200 names) and outcome \
+             (ok, or the first error's extensions.code)",
+            graphql_operations.clone(),
+        );
+        registry.register_with_unit(
+            "graphql_operation_duration",
+            "Time to execute a GraphQL operation, by operation name and outcome",
+            Unit::Seconds,
+            graphql_durations.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            durations,
+            graphql_operations,
+            graphql_durations,
+            operation_names: Default::default(),
+        }
+    }
+
+    /// `operation` is a name the parsed document holds, or None.
+    pub(crate) fn observe_graphql(&self, operation: Option<&str>, outcome: &str, elapsed: Duration) {
+        let operation = match operation {
+            None => "anonymous".to_owned(),
+            Some(name) => {
+                let mut names = self.operation_names.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if names.contains(name) || (names.len() < MAX_OPERATION_NAMES && names.insert(name.to_owned())) {
+                    name.to_owned()
+                } else {
+                    "other".to_owned()
+                }
+            }
+        };
+        let labels = GraphqlLabels { operation, outcome: outcome.to_owned() };
+        self.graphql_durations.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        self.graphql_operations.get_or_create(&labels).inc();
     }
 
     pub(crate) fn observe_request(&self, labels: HttpLabels, elapsed: Duration) {
@@ -115,6 +174,28 @@ mod tests {
             .find_map(|l| l.strip_prefix(&format!("stockflow_http_request_duration_seconds_sum{{{series}}} ")));
         let sum: f64 = sum.expect("a _sum line").parse().expect("a number");
         assert!((sum - 20.033).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn graphql_operation_names_are_bounded() {
+        let metrics = Metrics::new();
+        for n in 0..MAX_OPERATION_NAMES + 5 {
+            metrics.observe_graphql(Some(&format!("Op{n}")), "ok", Duration::ZERO);
+        }
+        metrics.observe_graphql(Some("Op0"), "query_too_complex", Duration::ZERO);
+        metrics.observe_graphql(None, "ok", Duration::ZERO);
+        let text = encode(&metrics.registry, Format::Prometheus);
+        let counter = |labels: &str| format!("stockflow_graphql_operations_total{{{labels}}}");
+        for (labels, count) in [
+            (r#"operation="Op0",outcome="ok""#, 1),
+            (r#"operation="Op0",outcome="query_too_complex""#, 1),
+            (r#"operation="other",outcome="ok""#, 5),
+            (r#"operation="anonymous",outcome="ok""#, 1),
+        ] {
+            let line = format!("{} {count}", counter(labels));
+            assert!(text.lines().any(|l| l == line), "missing {line:?}");
+        }
+        assert_eq!(text.lines().filter(|l| l.starts_with("stockflow_graphql_operations_total{")).count(), 203);
     }
 
     #[test]

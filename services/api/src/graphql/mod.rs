@@ -1,0 +1,134 @@
+//! `/graphql`: the same records as REST, read through the same db queries,
+//! filters, cursors and errors. POST for every operation, GET for queries;
+//! the caller is authenticated as REST's are (a bearer token, 401 problem
+//! without one). The schema's text is committed as docs/schema.graphql.
+
+mod limits;
+mod loaders;
+mod query;
+mod types;
+
+use crate::auth::Caller;
+use crate::observability::Metrics;
+use crate::problem::ApiError;
+use actix_web::{HttpResponse, web};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{EmptyMutation, EmptySubscription, Request, Response, Schema};
+use serde::Deserialize;
+use stockflow_db::Database;
+
+pub(crate) type StockflowSchema = Schema<query::Query, EmptyMutation, EmptySubscription>;
+
+/// Built once at start; each request brings its caller and loaders.
+pub(crate) fn schema() -> StockflowSchema {
+    Schema::build(query::Query, EmptyMutation, EmptySubscription)
+        .limit_depth(limits::MAX_DEPTH)
+        .limit_complexity(limits::MAX_COMPLEXITY)
+        .extension(limits::StableCodes)
+        .finish()
+}
+
+/// The schema as SDL: what docs/schema.graphql must hold.
+pub fn sdl() -> String {
+    schema().sdl()
+}
+
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
+pub(crate) async fn post(
+    caller: Caller,
+    database: web::Data<Database>,
+    schema: web::Data<StockflowSchema>,
+    metrics: web::Data<Metrics>,
+    request: web::Json<Request>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(answer(execute(&schema, &metrics, with_context(request.into_inner(), caller, &database)).await))
+}
+
+/// GET's parameters, as the GraphQL-over-HTTP convention names them.
+#[derive(Debug, Deserialize)]
+pub(crate) struct GetQuery {
+    query: String,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    /// JSON text.
+    variables: Option<String>,
+}
+
+/// Queries only: a mutation changes state and must not be a GET, which
+/// caches, prefetches and logs its URL.
+#[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
+pub(crate) async fn get(
+    caller: Caller,
+    database: web::Data<Database>,
+    schema: web::Data<StockflowSchema>,
+    metrics: web::Data<Metrics>,
+    query: web::Query<GetQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    if query.query.len() > crate::extract::MAX_JSON_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the query is larger than {} KiB",
+            crate::extract::MAX_JSON_BYTES / 1024
+        )));
+    }
+    let mut request = Request::new(query.query);
+    if let Some(name) = query.operation_name {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = query.variables {
+        let variables = serde_json::from_str(&variables)
+            .map_err(|error| ApiError::BadRequest(format!("variables: not a JSON object: {error}")))?;
+        request = request.variables(async_graphql::Variables::from_json(variables));
+    }
+    let wanted = request.operation_name.clone();
+    let mutates = match request.parsed_query() {
+        Ok(document) => document.operations.iter().any(|(name, operation)| {
+            operation.node.ty != OperationType::Query
+                && wanted.as_deref().is_none_or(|wanted| name.is_some_and(|name| name.as_str() == wanted))
+        }),
+        // The execution reports the syntax error, with its code.
+        Err(_) => false,
+    };
+    if mutates {
+        return Err(ApiError::MethodNotAllowed { allow: "POST".to_owned() });
+    }
+    Ok(answer(execute(&schema, &metrics, with_context(request, caller, &database)).await))
+}
+
+/// Runs the operation and counts it by name and outcome.
+async fn execute(schema: &StockflowSchema, metrics: &Metrics, mut request: Request) -> Response {
+    let operation = operation_name(&mut request);
+    let started = std::time::Instant::now();
+    let response = schema.execute(request).await;
+    let outcome = response.errors.first().map_or("ok", |error| {
+        match error.extensions.as_ref().and_then(|extensions| extensions.get("code")) {
+            Some(async_graphql::Value::String(code)) => code.as_str(),
+            _ => "error",
+        }
+    });
+    metrics.observe_graphql(operation.as_deref(), outcome, started.elapsed());
+    response
+}
+
+/// The name of the operation that will run, as the document spells it:
+/// never a client's `operationName` that names nothing.
+fn operation_name(request: &mut Request) -> Option<String> {
+    let wanted = request.operation_name.clone();
+    let document = request.parsed_query().ok()?;
+    let mut names = document.operations.iter().map(|(name, _)| name.map(|name| name.to_string()));
+    match wanted {
+        Some(wanted) => names.flatten().find(|name| *name == wanted),
+        None => names.next().flatten().filter(|_| document.operations.iter().count() == 1),
+    }
+}
+
+fn with_context(request: Request, caller: Caller, database: &Database) -> Request {
+    let products = loaders::products(database.clone(), caller.org.id);
+    request.data(caller).data(database.clone()).data(products)
+}
+
+/// 200 with the GraphQL response, errors included: they are the client's
+/// to read in `errors[].extensions.code`, as every GraphQL client expects.
+fn answer(response: Response) -> HttpResponse {
+    HttpResponse::Ok().content_type("application/graphql-response+json").json(response)
+}

@@ -1,0 +1,199 @@
+//! The root query: the caller, and each organization-scoped list as a Relay
+//! connection over REST's keyset cursors and filters.
+
+use super::limits::MAX_PAGE_SIZE;
+use super::types::{BatchNode, ProductNode, Timestamp, error};
+use crate::auth::Caller;
+use crate::pagination::{DEFAULT_LIMIT, PageRequest};
+use crate::problem::ApiError;
+use crate::validation::Fields;
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
+use stockflow_db::page::After;
+use stockflow_db::{Database, batches, products};
+use uuid::Uuid;
+
+pub(crate) struct Query;
+
+/// Who the token belongs to, as `GET /v1/me` tells.
+#[derive(SimpleObject)]
+struct Me {
+    organization: Organization,
+    user: User,
+    token: Token,
+}
+
+#[derive(SimpleObject)]
+struct Organization {
+    id: ID,
+    slug: String,
+    name: String,
+}
+
+#[derive(SimpleObject)]
+struct User {
+    id: ID,
+    email: String,
+    /// viewer, member or admin.
+    role: String,
+}
+
+/// Which token it is; never the token itself.
+#[derive(SimpleObject)]
+struct Token {
+    id: ID,
+    name: String,
+    expires_at: Option<Timestamp>,
+}
+
+#[Object]
+impl Query {
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
+        let caller = ctx.data::<Caller>()?;
+        Ok(Me {
+            organization: Organization {
+                id: ID(caller.org.id.to_string()),
+                slug: caller.org.slug.clone(),
+                name: caller.org.name.clone(),
+            },
+            user: User {
+                id: ID(caller.user.id.to_string()),
+                email: caller.user.email.clone(),
+                role: caller.role.to_string(),
+            },
+            token: Token {
+                id: ID(caller.token.id.to_string()),
+                name: caller.token.name.clone(),
+                expires_at: caller.token.expires_at.map(Timestamp::from),
+            },
+        })
+    }
+
+    /// Newest first. `skuPrefix` and `q` filter as REST's do.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Products per page, 1 to 200; 50 when left out.")] first: Option<i32>,
+        #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
+        sku_prefix: Option<String>,
+        #[graphql(desc = "A case-insensitive part of the name.")] q: Option<String>,
+    ) -> async_graphql::Result<Connection<String, ProductNode>> {
+        let (org, database) = scope(ctx)?;
+        let page = page_request(first, after.as_deref())?;
+        let mut fields = Fields::default();
+        let filter = crate::products::parse_filters(&mut fields, "", sku_prefix.as_deref(), q.as_deref());
+        fields.finish().map_err(|failed| error(&failed))?;
+        let (after_row, fetch) = (page.after, page.fetch());
+        let rows = database
+            .run(move |conn| products::list(conn, org, &filter, after_row.as_ref(), fetch).map_err(ApiError::from))
+            .await
+            .map_err(|failed| error(&failed))?;
+        Ok(connection(&page, rows, |p| After { at: p.created_at, id: p.id }, ProductNode))
+    }
+
+    /// Most recently produced first. The filters are REST's.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    #[allow(clippy::too_many_arguments)]
+    async fn batches(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Batches per page, 1 to 200; 50 when left out.")] first: Option<i32>,
+        #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
+        product_id: Option<ID>,
+        #[graphql(desc = "planned, in_progress, completed or cancelled.")] status: Option<String>,
+        #[graphql(desc = "Produced at or after this time.")] produced_from: Option<String>,
+        #[graphql(desc = "Produced before this time.")] produced_to: Option<String>,
+    ) -> async_graphql::Result<Connection<String, BatchNode>> {
+        let (org, database) = scope(ctx)?;
+        let page = page_request(first, after.as_deref())?;
+        let mut fields = Fields::default();
+        let raw = crate::batches::RawFilters {
+            product_id: product_id.as_ref().map(|id| id.as_str()),
+            status: status.as_deref(),
+            produced_from: produced_from.as_deref(),
+            produced_to: produced_to.as_deref(),
+        };
+        let filter = crate::batches::parse_filters(&mut fields, "", &raw);
+        fields.finish().map_err(|failed| error(&failed))?;
+        let (after_row, fetch) = (page.after, page.fetch());
+        let rows = database
+            .run(move |conn| batches::list(conn, org, &filter, after_row.as_ref(), fetch).map_err(ApiError::from))
+            .await
+            .map_err(|failed| error(&failed))?;
+        Ok(connection(&page, rows, |b| After { at: b.produced_at, id: b.id }, BatchNode))
+    }
+
+    /// Null when the organization has no such product, whoever else may.
+    async fn product(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ProductNode>> {
+        let (org, database) = scope(ctx)?;
+        let Some(id) = uuid(&id) else { return Ok(None) };
+        let found = database
+            .run(move |conn| products::find(conn, org, id).map_err(ApiError::from))
+            .await
+            .map_err(|failed| error(&failed))?;
+        Ok(found.map(ProductNode))
+    }
+
+    /// Null when the organization has no such batch, whoever else may.
+    async fn batch(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<BatchNode>> {
+        let (org, database) = scope(ctx)?;
+        let Some(id) = uuid(&id) else { return Ok(None) };
+        let found = database
+            .run(move |conn| batches::find(conn, org, id).map_err(ApiError::from))
+            .await
+            .map_err(|failed| error(&failed))?;
+        Ok(found.map(BatchNode))
+    }
+}
+
+fn scope<'c>(ctx: &Context<'c>) -> async_graphql::Result<(Uuid, &'c Database)> {
+    Ok((ctx.data::<Caller>()?.org.id, ctx.data::<Database>()?))
+}
+
+/// An id that is not a UUID names nothing, as REST's 404 for a bad path.
+fn uuid(id: &ID) -> Option<Uuid> {
+    Uuid::try_parse(id.as_str()).ok()
+}
+
+/// A connection's fields count once per node it may return.
+fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+    let nodes = first.map_or(DEFAULT_LIMIT as usize, |n| usize::try_from(n.clamp(1, MAX_PAGE_SIZE)).unwrap_or(1));
+    nodes.saturating_mul(child_complexity)
+}
+
+fn page_request(first: Option<i32>, after: Option<&str>) -> async_graphql::Result<PageRequest> {
+    if let Some(first) = first {
+        if first > MAX_PAGE_SIZE {
+            return Err(async_graphql::Error::new(format!("first: at most {MAX_PAGE_SIZE} per page"))
+                .extend_with(|_, e| e.set("code", "page_too_large")));
+        }
+        if first < 1 {
+            return Err(error(&ApiError::invalid("first", format!("an integer from 1 to {MAX_PAGE_SIZE}"))));
+        }
+    }
+    let limit = first.map(|n| n.to_string());
+    PageRequest::parse(limit.as_deref(), after).map_err(|failed| match failed {
+        // REST names the cursor parameter `cursor`; here it is `after`.
+        ApiError::BadRequest(_) => {
+            error(&ApiError::BadRequest("after: not a cursor returned by this field".to_owned()))
+        }
+        other => error(&other),
+    })
+}
+
+fn connection<R, N>(
+    page: &PageRequest,
+    mut rows: Vec<R>,
+    key: impl Fn(&R) -> After,
+    node: impl Fn(R) -> N,
+) -> Connection<String, N>
+where
+    N: async_graphql::OutputType,
+{
+    let more = rows.len() as i64 > page.limit;
+    rows.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
+    let mut connection = Connection::new(page.after.is_some(), more);
+    connection.edges.extend(rows.into_iter().map(|row| Edge::new(crate::pagination::encode(&key(&row)), node(row))));
+    connection
+}

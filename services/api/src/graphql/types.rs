@@ -1,0 +1,180 @@
+//! The records as GraphQL objects: the same ids, values and texts as
+//! REST's bodies, so a client moves between the two without translating.
+
+use super::loaders::ProductsOfOrg;
+use crate::problem::ApiError;
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{
+    Context, ErrorExtensions, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, Value,
+};
+use chrono::{DateTime, Utc};
+use stockflow_db::batches::BatchRow;
+use stockflow_db::products::Product;
+
+/// An exact decimal as text ("12.5"), never a float that would round it.
+pub(crate) struct Decimal(String);
+
+#[Scalar(name = "Decimal")]
+impl ScalarType for Decimal {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match value {
+            Value::String(text) => Ok(Self(text)),
+            other => Err(InputValueError::expected_type(other)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.clone())
+    }
+}
+
+/// RFC 3339 in UTC, written exactly as REST writes it.
+pub(crate) struct Timestamp(DateTime<Utc>);
+
+#[Scalar(name = "DateTime", specified_by_url = "https://datatracker.ietf.org/doc/html/rfc3339")]
+impl ScalarType for Timestamp {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(text) => DateTime::parse_from_rfc3339(text)
+                .map(|at| Self(at.with_timezone(&Utc)))
+                .map_err(|_| InputValueError::custom("an RFC 3339 timestamp such as 2026-11-23T08:00:00Z")),
+            _ => Err(InputValueError::expected_type(value)),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(crate::rfc3339::format(&self.0))
+    }
+}
+
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(at: DateTime<Utc>) -> Self {
+        Self(at)
+    }
+}
+
+/// A JSON object as stored (`customFields`, `metadata`).
+pub(crate) struct Json(stockflow_db::JsonText);
+
+#[Scalar(name = "JSON")]
+impl ScalarType for Json {
+    fn parse(_: Value) -> InputValueResult<Self> {
+        Err(InputValueError::custom("JSON is not taken as input here"))
+    }
+
+    fn to_value(&self) -> Value {
+        Value::from_json(serde_json::to_value(&self.0).unwrap_or_default()).unwrap_or(Value::Null)
+    }
+}
+
+/// REST's error as a GraphQL one: its message, and its code in
+/// `extensions.code`; a validation's fields in `extensions.fields`.
+pub(crate) fn error(error: &ApiError) -> async_graphql::Error {
+    let fields = match error {
+        ApiError::Validation(fields) => {
+            let renamed: Vec<_> = fields
+                .iter()
+                .map(|field| crate::problem::FieldError { field: camel_case(&field.field), ..field.clone() })
+                .collect();
+            Some(serde_json::to_value(renamed).unwrap_or_default())
+        }
+        _ => None,
+    };
+    async_graphql::Error::new(error.to_string()).extend_with(|_, extensions| {
+        extensions.set("code", error.code());
+        if let Some(fields) = fields.and_then(|fields| Value::from_json(fields).ok()) {
+            extensions.set("fields", fields);
+        }
+    })
+}
+
+/// REST's field names as GraphQL spells its arguments: `product_id` is
+/// `productId`.
+fn camel_case(snake: &str) -> String {
+    let mut camel = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                camel.extend(c.to_uppercase());
+                upper = false;
+            }
+            c => camel.push(c),
+        }
+    }
+    camel
+}
+
+pub(crate) struct ProductNode(pub(crate) Product);
+
+#[Object(name = "Product")]
+impl ProductNode {
+    /// The id REST uses.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn sku(&self) -> &str {
+        &self.0.sku
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn unit(&self) -> &str {
+        &self.0.unit
+    }
+    async fn custom_fields(&self) -> Json {
+        Json(self.0.custom_fields.clone())
+    }
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.0.updated_at)
+    }
+}
+
+pub(crate) struct BatchNode(pub(crate) BatchRow);
+
+#[Object(name = "Batch")]
+impl BatchNode {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn product_id(&self) -> ID {
+        ID(self.0.product_id.to_string())
+    }
+    /// Loaded with the products of every other batch of the page.
+    async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<ProductNode> {
+        let loader = ctx.data::<DataLoader<ProductsOfOrg>>()?;
+        let product = loader.load_one(self.0.product_id).await.map_err(|failed| error(&failed))?;
+        // A batch's product is of its organization, and cannot be deleted
+        // while the batch exists.
+        product.map(ProductNode).ok_or_else(|| error(&ApiError::NotFound("product")))
+    }
+    async fn code(&self) -> &str {
+        &self.0.code
+    }
+    async fn quantity(&self) -> Decimal {
+        Decimal(self.0.quantity.as_str().to_owned())
+    }
+    async fn produced_at(&self) -> Timestamp {
+        Timestamp(self.0.produced_at)
+    }
+    /// planned, in_progress, completed or cancelled, as REST writes it.
+    async fn status(&self) -> &str {
+        &self.0.status
+    }
+    async fn notes(&self) -> &str {
+        &self.0.notes
+    }
+    async fn metadata(&self) -> Json {
+        Json(self.0.metadata.clone())
+    }
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.0.updated_at)
+    }
+}

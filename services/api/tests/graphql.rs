@@ -1,0 +1,325 @@
+// Tests fail loudly by design.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+//! `/graphql` against REST: the same records, values, cursors and scoping,
+//! and limits refused with stable codes.
+
+mod common;
+
+use common::{Method, Value, call, json, spawn_app, token};
+use stockflow_testkit::TestApp;
+
+const BATCH_FIELDS: &str = "id productId code quantity producedAt status notes metadata createdAt updatedAt \
+                            product { id sku name unit customFields createdAt updatedAt }";
+
+/// POSTs `query` with `variables`; returns the HTTP status and the body.
+async fn graphql(app: &TestApp, token: &str, query: &str, variables: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// The one error of a refused operation, and its `extensions.code`.
+fn refusal(body: &Value) -> (&str, &str) {
+    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("errors expected: {body}"));
+    assert_eq!(errors.len(), 1, "{body}");
+    (
+        errors[0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("a code: {body}")),
+        errors[0]["message"].as_str().unwrap(),
+    )
+}
+
+/// REST's snake_case body, with GraphQL's field names.
+fn camel(rest: &Value) -> Value {
+    let object = rest.as_object().unwrap();
+    Value::Object(
+        object
+            .iter()
+            .map(|(key, value)| {
+                let mut name = String::new();
+                let mut upper = false;
+                for c in key.chars() {
+                    if c == '_' {
+                        upper = true;
+                    } else if upper {
+                        name.extend(c.to_uppercase());
+                        upper = false;
+                    } else {
+                        name.push(c);
+                    }
+                }
+                (name, value.clone())
+            })
+            .collect(),
+    )
+}
+
+async fn seed(app: &TestApp, member: &str, sku: &str, batches: usize) -> Value {
+    let (status, product) = call(
+        app,
+        member,
+        Method::POST,
+        "/v1/products",
+        Some(json!({"sku": sku, "name": "Rye flour", "unit": "kg", "custom_fields": {"origin": "north", "grade": 2}})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    for n in 0..batches {
+        let body = json!({
+            "product_id": product["id"],
+            "code": format!("{sku}-B{n}"),
+            "quantity": "12.500",
+            "produced_at": format!("2026-11-2{n}T08:00:00.123456Z"),
+            "notes": "first \"run\"\nsecond line",
+            "metadata": {"line": n, "ok": true},
+        });
+        assert_eq!(call(app, member, Method::POST, "/v1/batches", Some(body)).await.0, 201);
+    }
+    product
+}
+
+#[tokio::test]
+async fn graphql_answers_what_rest_answers_field_for_field() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    let product = seed(&app, &member, "FL-1", 3).await;
+
+    let (_, rest_first) = call(&app, &member, Method::GET, "/v1/batches?limit=2", None).await;
+    let query = format!(
+        "query Page($after: String) {{ batches(first: 2, after: $after) {{ edges {{ cursor node {{ {BATCH_FIELDS} }} }} \
+         pageInfo {{ hasNextPage hasPreviousPage endCursor }} }} }}"
+    );
+    let (status, first) = graphql(&app, &member, &query, json!({})).await;
+    assert_eq!(status, 200);
+    assert!(first.get("errors").is_none(), "{first}");
+    let connection = &first["data"]["batches"];
+    let edges = connection["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2);
+    for (edge, rest) in edges.iter().zip(rest_first["items"].as_array().unwrap()) {
+        let mut node = edge["node"].clone();
+        let nested = node.as_object_mut().unwrap().remove("product").unwrap();
+        assert_eq!(node, camel(rest), "the batch as REST has it");
+        assert_eq!(nested, camel(&product), "its product as REST has it");
+    }
+    assert_eq!(connection["pageInfo"]["hasNextPage"], true);
+    assert_eq!(connection["pageInfo"]["hasPreviousPage"], false);
+    assert_eq!(connection["pageInfo"]["endCursor"], rest_first["next_cursor"], "REST's cursor, as is");
+    assert_eq!(edges[1]["cursor"], rest_first["next_cursor"]);
+
+    let (_, rest_second) = call(
+        &app,
+        &member,
+        Method::GET,
+        &format!("/v1/batches?limit=2&cursor={}", rest_first["next_cursor"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    let (_, second) = graphql(&app, &member, &query, json!({"after": connection["pageInfo"]["endCursor"]})).await;
+    let edges = second["data"]["batches"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 1);
+    assert_eq!(edges[0]["node"]["id"], rest_second["items"][0]["id"]);
+    assert_eq!(second["data"]["batches"]["pageInfo"]["hasNextPage"], false);
+    assert_eq!(second["data"]["batches"]["pageInfo"]["hasPreviousPage"], true);
+
+    let (_, rest_products) = call(&app, &member, Method::GET, "/v1/products?sku_prefix=FL", None).await;
+    let (_, products) = graphql(
+        &app,
+        &member,
+        "{ products(skuPrefix: \"FL\") { edges { node { id sku name unit customFields createdAt updatedAt } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(products["data"]["products"]["edges"][0]["node"], camel(&rest_products["items"][0]));
+
+    let (_, me) = call(&app, &member, Method::GET, "/v1/me", None).await;
+    let (_, ours) = graphql(
+        &app,
+        &member,
+        "{ me { organization { id slug name } user { id email role } token { id name expiresAt } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(ours["data"]["me"]["organization"], me["organization"]);
+    assert_eq!(ours["data"]["me"]["user"], me["user"]);
+    assert_eq!(ours["data"]["me"]["token"], camel(&me["token"]));
+
+    // GET serves queries too, with REST's URL conventions.
+    let response = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&[("query", "query One($id: ID!) { product(id: $id) { sku } }"), ("operationName", "One")])
+        .query(&[("variables", json!({"id": product["id"]}).to_string())])
+        .bearer_auth(&member)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap()["data"]["product"]["sku"], "FL-1");
+
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        r#"stockflow_graphql_operations_total{operation="Page",outcome="ok"} 2"#,
+        r#"stockflow_graphql_operations_total{operation="One",outcome="ok"} 1"#,
+        r#"stockflow_graphql_operations_total{operation="anonymous",outcome="ok"} 2"#,
+        r#"stockflow_graphql_operation_duration_seconds_count{operation="Page",outcome="ok"} 2"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in /metrics");
+    }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn another_organizations_records_are_as_missing_as_records_that_never_were() {
+    let app = spawn_app().await;
+    let theirs = token(&app, "globex", "member");
+    let ours = token(&app, "acme", "viewer");
+    let product = seed(&app, &theirs, "SECRET", 1).await;
+    let (_, batches) = call(&app, &theirs, Method::GET, "/v1/batches", None).await;
+    let batch = batches["items"][0]["id"].clone();
+
+    let query = "query Both($product: ID!, $batch: ID!) { product(id: $product) { sku } batch(id: $batch) { code } \
+                 products { edges { node { id } } } batches(productId: $product) { edges { node { id } } } }";
+    let (_, other) = graphql(&app, &ours, query, json!({"product": product["id"], "batch": batch})).await;
+    let missing = json!({"product": uuid_never_made(), "batch": uuid_never_made()});
+    let (_, never) = graphql(&app, &ours, query, missing).await;
+    for body in [&other, &never] {
+        assert!(body.get("errors").is_none(), "{body}");
+        assert_eq!(body["data"]["product"], Value::Null);
+        assert_eq!(body["data"]["batch"], Value::Null);
+        assert_eq!(body["data"]["products"]["edges"], json!([]));
+        assert_eq!(body["data"]["batches"]["edges"], json!([]));
+    }
+    let (_, not_an_id) =
+        graphql(&app, &ours, "{ product(id: \"1\") { sku } batch(id: \"x\") { code } }", json!({})).await;
+    assert_eq!(not_an_id, json!({"data": {"product": null, "batch": null}}));
+    // As a filter, it is refused as REST refuses it, under GraphQL's name.
+    let (_, filter) = graphql(&app, &ours, "{ batches(productId: \"1\") { edges { node { id } } } }", json!({})).await;
+    assert_eq!(refusal(&filter).0, "validation_failed");
+    assert_eq!(
+        filter["errors"][0]["extensions"]["fields"],
+        json!([{"field": "productId", "message": "a product id (UUID)"}])
+    );
+
+    // And the owner sees them.
+    let (_, own) = graphql(&app, &theirs, query, json!({"product": product["id"], "batch": batch})).await;
+    assert_eq!(own["data"]["product"]["sku"], "SECRET");
+    assert_eq!(own["data"]["batch"]["code"], "SECRET-B0");
+    app.stop().await.unwrap();
+}
+
+/// The statements the api has sent to PostgreSQL so far, from /metrics.
+async fn queries(app: &TestApp) -> u64 {
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let line = metrics.lines().find_map(|l| l.strip_prefix("stockflow_database_queries_total ")).expect("the counter");
+    line.parse().unwrap()
+}
+
+/// A page of 50 batches with their products is one query per level: the
+/// batches, then their products at once; not one more per batch.
+#[tokio::test]
+async fn a_page_with_its_products_costs_one_query_per_level() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    let mut products = Vec::new();
+    for n in 0..5 {
+        products.push(seed(&app, &member, &format!("P-{n}"), 0).await);
+    }
+    for n in 0..50 {
+        let body = json!({
+            "product_id": products[n % 5]["id"],
+            "code": format!("B-{n}"),
+            "quantity": 1,
+            "produced_at": "2026-11-20T08:00:00Z",
+        });
+        assert_eq!(call(&app, &member, Method::POST, "/v1/batches", Some(body)).await.0, 201);
+    }
+    // Settles what the writes left behind (the token's last use).
+    graphql(&app, &member, "{ me { user { id } } }", json!({})).await;
+
+    let before = queries(&app).await;
+    let (_, page) =
+        graphql(&app, &member, "{ batches(first: 50) { edges { node { code product { sku } } } } }", json!({})).await;
+    let spent = queries(&app).await - before;
+    let edges = page["data"]["batches"]["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 50, "{page}");
+    let skus: std::collections::HashSet<_> =
+        edges.iter().map(|e| e["node"]["product"]["sku"].as_str().unwrap()).collect();
+    assert_eq!(skus.len(), 5);
+    // The token lookup, the batches, their products; the relay and the
+    // token's last-use write may add one or two of their own. One query
+    // per batch would be over fifty.
+    assert!((3..=6).contains(&spent), "{spent} statements for the page");
+    app.stop().await.unwrap();
+}
+
+fn uuid_never_made() -> String {
+    "00000000-0000-4000-8000-000000000000".to_owned()
+}
+
+#[tokio::test]
+async fn costly_or_malformed_operations_are_refused_with_stable_codes() {
+    let app = spawn_app().await;
+    let viewer = token(&app, "acme", "viewer");
+
+    let (status, body) = graphql(&app, &viewer, "{ batches(first: 201) { edges { node { id } } } }", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(refusal(&body).0, "page_too_large");
+    let (_, body) = graphql(&app, &viewer, "{ batches(first: 0) { edges { node { id } } } }", json!({})).await;
+    assert_eq!(refusal(&body).0, "validation_failed");
+    let (_, body) = graphql(&app, &viewer, "{ batches(after: \"nope\") { edges { node { id } } } }", json!({})).await;
+    assert_eq!(refusal(&body).0, "bad_request");
+    let (_, body) = graphql(&app, &viewer, "{ batches(status: \"lost\") { edges { node { id } } } }", json!({})).await;
+    let (code, _) = refusal(&body);
+    assert_eq!(code, "validation_failed");
+    assert_eq!(body["errors"][0]["extensions"]["fields"][0]["field"], "status", "{body}");
+
+    // Four full pages of batches with their products: past the budget.
+    let page = "batches(first: 200) { edges { node { id code product { sku name } } } }";
+    let costly = format!("{{ a: {page} b: {page} c: {page} d: {page} }}");
+    let (_, body) = graphql(&app, &viewer, &costly, json!({})).await;
+    assert_eq!(refusal(&body).0, "query_too_complex");
+    assert!(body["data"].is_null(), "nothing was run: {body}");
+    let affordable = format!("{{ a: {page} b: {page} }}");
+    let (_, body) = graphql(&app, &viewer, &affordable, json!({})).await;
+    assert!(body.get("errors").is_none(), "two pages are within the budget: {body}");
+
+    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }";
+    let (_, body) = graphql(&app, &viewer, deep, json!({})).await;
+    assert_eq!(refusal(&body).0, "query_too_deep");
+    let (_, body) = graphql(&app, &viewer, "{ batches { ", json!({})).await;
+    assert_eq!(refusal(&body).0, "graphql_parse_failed");
+    let (_, body) = graphql(&app, &viewer, "{ batches { secret } }", json!({})).await;
+    assert_eq!(refusal(&body).0, "graphql_validation_failed");
+
+    // A query past REST's body limit is a 413 problem, as REST's are.
+    let huge = format!("{{ me {{ user {{ id }} }} }} #{}", "x".repeat(64 * 1024));
+    let (status, body) = graphql(&app, &viewer, &huge, json!({})).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["code"], "payload_too_large");
+
+    // No token: REST's 401 problem, before anything is parsed.
+    let response =
+        app.http.post(app.url("/graphql")).json(&json!({"query": "{ me { user { id } } }"})).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.json::<Value>().await.unwrap()["code"], "unauthorized");
+
+    // A GET never changes anything: a mutation is refused before it runs.
+    let response = app
+        .http
+        .get(app.url("/graphql"))
+        .query(&[("query", "mutation { anything }")])
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    app.stop().await.unwrap();
+}
