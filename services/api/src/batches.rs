@@ -70,25 +70,25 @@ impl From<BatchRow> for BatchView {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateBatch {
     /// A product of the caller's organization.
-    product_id: Uuid,
+    pub(crate) product_id: Uuid,
     #[schema(schema_with = crate::openapi::batch_code)]
-    code: String,
+    pub(crate) code: String,
     /// A decimal as a string ("12.5") or a JSON number.
     #[schema(schema_with = crate::openapi::decimal_input)]
-    quantity: serde_json::Value,
+    pub(crate) quantity: serde_json::Value,
     /// RFC 3339; returned in UTC.
     #[schema(format = DateTime, example = "2026-11-23T08:00:00Z")]
-    produced_at: String,
+    pub(crate) produced_at: String,
     /// `planned` when left out; never null.
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::batch_status, required = false)]
-    status: Option<Option<String>>,
+    pub(crate) status: Option<Option<String>>,
     #[schema(schema_with = crate::openapi::notes, required = false)]
-    notes: Option<String>,
+    pub(crate) notes: Option<String>,
     /// `{}` when left out; never null.
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::json_object, required = false)]
-    metadata: Option<Option<serde_json::Value>>,
+    pub(crate) metadata: Option<Option<serde_json::Value>>,
 }
 
 /// Fields left out stay as they are; `metadata` is replaced whole. Only
@@ -99,25 +99,25 @@ pub(crate) struct CreateBatch {
 pub(crate) struct UpdateBatch {
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(value_type = Uuid, required = false)]
-    product_id: Option<Option<Uuid>>,
+    pub(crate) product_id: Option<Option<Uuid>>,
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::batch_code, required = false)]
-    code: Option<Option<String>>,
+    pub(crate) code: Option<Option<String>>,
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::decimal_input, required = false)]
-    quantity: Option<Option<serde_json::Value>>,
+    pub(crate) quantity: Option<Option<serde_json::Value>>,
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(value_type = String, format = DateTime, required = false)]
-    produced_at: Option<Option<String>>,
+    pub(crate) produced_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::batch_status, required = false)]
-    status: Option<Option<String>>,
+    pub(crate) status: Option<Option<String>>,
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::notes_patch, required = false)]
-    notes: Option<Option<String>>,
+    pub(crate) notes: Option<Option<String>>,
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::json_object, required = false)]
-    metadata: Option<Option<serde_json::Value>>,
+    pub(crate) metadata: Option<Option<serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -225,8 +225,19 @@ pub(crate) async fn create(
     database: web::Data<Database>,
     body: web::Json<CreateBatch>,
 ) -> Result<HttpResponse, ApiError> {
+    let batch = create_batch(&caller, &database, body.into_inner()).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/batches/{}", batch.id)))
+        .json(BatchView::from(batch)))
+}
+
+/// `POST /v1/batches` and GraphQL's `createBatch`.
+pub(crate) async fn create_batch(
+    caller: &Caller,
+    database: &Database,
+    body: CreateBatch,
+) -> Result<BatchRow, ApiError> {
     caller.require(Role::Member)?;
-    let body = body.into_inner();
     let mut fields = Fields::default();
     let code = fields.take(BatchCode::parse(&body.code));
     let quantity = quantity(&mut fields, &body.quantity);
@@ -248,10 +259,7 @@ pub(crate) async fn create(
     };
     let new = NewBatch { product_id: body.product_id, code, quantity, produced_at, status, notes, metadata };
     let org = caller.org.id;
-    let batch = database.run(move |conn| batches::insert(conn, org, &new).map_err(write_error)).await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/v1/batches/{}", batch.id)))
-        .json(BatchView::from(batch)))
+    database.run(move |conn| batches::insert(conn, org, &new).map_err(write_error)).await
 }
 
 #[utoipa::path(
@@ -338,8 +346,18 @@ pub(crate) async fn update(
     id: web::Path<Uuid>,
     body: web::Json<UpdateBatch>,
 ) -> Result<HttpResponse, ApiError> {
+    let batch = update_batch(&caller, &database, id.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(BatchView::from(batch)))
+}
+
+/// `PATCH /v1/batches/{id}` and GraphQL's `updateBatch`.
+pub(crate) async fn update_batch(
+    caller: &Caller,
+    database: &Database,
+    id: Uuid,
+    body: UpdateBatch,
+) -> Result<BatchRow, ApiError> {
     caller.require(Role::Member)?;
-    let body = body.into_inner();
     let mut fields = Fields::default();
     let product_id = fields.not_null("product_id", body.product_id);
     let code = fields.not_null("code", body.code);
@@ -358,9 +376,9 @@ pub(crate) async fn update(
         metadata: metadata.and_then(|value| json_object(&mut fields, "metadata", value, MAX_METADATA_BYTES)),
     };
     fields.finish()?;
-    let (org, id) = (caller.org.id, id.into_inner());
+    let org = caller.org.id;
     let batch = database.run(move |conn| batches::update(conn, org, id, &changes).map_err(write_error)).await?;
-    Ok(HttpResponse::Ok().json(BatchView::from(batch.ok_or(ApiError::NotFound("batch"))?)))
+    batch.ok_or(ApiError::NotFound("batch"))
 }
 
 #[utoipa::path(
@@ -383,8 +401,14 @@ pub(crate) async fn delete(
     database: web::Data<Database>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    delete_batch(&caller, &database, id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `DELETE /v1/batches/{id}` and GraphQL's `deleteBatch`.
+pub(crate) async fn delete_batch(caller: &Caller, database: &Database, id: Uuid) -> Result<(), ApiError> {
     caller.require(Role::Member)?;
-    let (org, id) = (caller.org.id, id.into_inner());
+    let org = caller.org.id;
     let deleted = database.run(move |conn| batches::delete(conn, org, id).map_err(ApiError::from)).await?;
-    if deleted { Ok(HttpResponse::NoContent().finish()) } else { Err(ApiError::NotFound("batch")) }
+    if deleted { Ok(()) } else { Err(ApiError::NotFound("batch")) }
 }

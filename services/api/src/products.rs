@@ -30,11 +30,11 @@ pub(crate) fn endpoints() -> [Endpoint; 2] {
 pub(crate) struct ProductView {
     id: Uuid,
     #[schema(example = "FL-00")]
-    sku: String,
+    pub(crate) sku: String,
     #[schema(example = "Rye flour")]
-    name: String,
+    pub(crate) name: String,
     #[schema(example = "kg")]
-    unit: String,
+    pub(crate) unit: String,
     #[schema(schema_with = crate::openapi::json_object)]
     custom_fields: stockflow_db::JsonText,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
@@ -62,15 +62,15 @@ impl From<Product> for ProductView {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateProduct {
     #[schema(schema_with = crate::openapi::sku)]
-    sku: String,
+    pub(crate) sku: String,
     #[schema(schema_with = crate::openapi::product_name)]
-    name: String,
+    pub(crate) name: String,
     #[schema(schema_with = crate::openapi::unit)]
-    unit: String,
+    pub(crate) unit: String,
     /// `{}` when left out; never null.
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::json_object, required = false)]
-    custom_fields: Option<Option<serde_json::Value>>,
+    pub(crate) custom_fields: Option<Option<serde_json::Value>>,
 }
 
 /// Fields left out stay as they are; `custom_fields` is replaced whole.
@@ -80,16 +80,16 @@ pub(crate) struct CreateProduct {
 pub(crate) struct UpdateProduct {
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::sku, required = false)]
-    sku: Option<Option<String>>,
+    pub(crate) sku: Option<Option<String>>,
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::product_name, required = false)]
-    name: Option<Option<String>>,
+    pub(crate) name: Option<Option<String>>,
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::unit, required = false)]
-    unit: Option<Option<String>>,
+    pub(crate) unit: Option<Option<String>>,
     #[serde(default, deserialize_with = "distinguish_null")]
     #[schema(schema_with = crate::openapi::json_object, required = false)]
-    custom_fields: Option<Option<serde_json::Value>>,
+    pub(crate) custom_fields: Option<Option<serde_json::Value>>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -132,8 +132,19 @@ pub(crate) async fn create(
     database: web::Data<Database>,
     body: web::Json<CreateProduct>,
 ) -> Result<HttpResponse, ApiError> {
+    let product = create_product(&caller, &database, body.into_inner()).await?;
+    Ok(HttpResponse::Created()
+        .insert_header(("Location", format!("/v1/products/{}", product.id)))
+        .json(ProductView::from(product)))
+}
+
+/// `POST /v1/products` and GraphQL's `createProduct`.
+pub(crate) async fn create_product(
+    caller: &Caller,
+    database: &Database,
+    body: CreateProduct,
+) -> Result<Product, ApiError> {
     caller.require(Role::Member)?;
-    let body = body.into_inner();
     let mut fields = Fields::default();
     let sku = fields.take(Sku::parse(&body.sku));
     let name = fields.take(ProductName::parse(&body.name));
@@ -148,10 +159,7 @@ pub(crate) async fn create(
     };
     let org = caller.org.id;
     let new = NewProduct { sku, name, unit, custom_fields };
-    let product = database.run(move |conn| products::insert(conn, org, &new).map_err(ApiError::from)).await?;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/v1/products/{}", product.id)))
-        .json(ProductView::from(product)))
+    database.run(move |conn| products::insert(conn, org, &new).map_err(ApiError::from)).await
 }
 
 #[utoipa::path(
@@ -245,8 +253,18 @@ pub(crate) async fn update(
     id: web::Path<Uuid>,
     body: web::Json<UpdateProduct>,
 ) -> Result<HttpResponse, ApiError> {
+    let product = update_product(&caller, &database, id.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+}
+
+/// `PATCH /v1/products/{id}` and GraphQL's `updateProduct`.
+pub(crate) async fn update_product(
+    caller: &Caller,
+    database: &Database,
+    id: Uuid,
+    body: UpdateProduct,
+) -> Result<Product, ApiError> {
     caller.require(Role::Member)?;
-    let body = body.into_inner();
     let mut fields = Fields::default();
     let sku = fields.not_null("sku", body.sku);
     let name = fields.not_null("name", body.name);
@@ -260,10 +278,9 @@ pub(crate) async fn update(
             .and_then(|value| json_object(&mut fields, "custom_fields", value, MAX_CUSTOM_FIELDS_BYTES)),
     };
     fields.finish()?;
-    let (org, id) = (caller.org.id, id.into_inner());
+    let org = caller.org.id;
     let product = database.run(move |conn| products::update(conn, org, id, &changes).map_err(ApiError::from)).await?;
-    let product = product.ok_or(ApiError::NotFound("product"))?;
-    Ok(HttpResponse::Ok().json(ProductView::from(product)))
+    product.ok_or(ApiError::NotFound("product"))
 }
 
 #[utoipa::path(
@@ -286,8 +303,14 @@ pub(crate) async fn delete(
     database: web::Data<Database>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    delete_product(&caller, &database, id.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `DELETE /v1/products/{id}` and GraphQL's `deleteProduct`.
+pub(crate) async fn delete_product(caller: &Caller, database: &Database, id: Uuid) -> Result<(), ApiError> {
     caller.require(Role::Member)?;
-    let (org, id) = (caller.org.id, id.into_inner());
+    let org = caller.org.id;
     let deleted = database.run(move |conn| products::delete(conn, org, id).map_err(ApiError::from)).await?;
-    if deleted { Ok(HttpResponse::NoContent().finish()) } else { Err(ApiError::NotFound("product")) }
+    if deleted { Ok(()) } else { Err(ApiError::NotFound("product")) }
 }

@@ -323,3 +323,109 @@ async fn costly_or_malformed_operations_are_refused_with_stable_codes() {
     assert_eq!(response.headers()["allow"], "POST");
     app.stop().await.unwrap();
 }
+
+const PRODUCT_PAYLOAD: &str = "product { id sku name unit customFields } userErrors { field code message }";
+const BATCH_PAYLOAD: &str = "batch { id code quantity producedAt status notes metadata product { sku } } \
+                             userErrors { field code message }";
+
+/// `userErrors` as (field, code) pairs.
+fn user_errors(payload: &Value) -> Vec<(Value, String)> {
+    payload["userErrors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("userErrors expected: {payload}"))
+        .iter()
+        .map(|e| (e["field"].clone(), e["code"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn mutations_apply_rests_rules_and_answer_what_the_client_can_fix_as_user_errors() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    let viewer = token(&app, "acme", "viewer");
+    let theirs = token(&app, "globex", "member");
+    let foreign = seed(&app, &theirs, "THEIRS", 1).await;
+
+    let create_product =
+        format!("mutation($input: CreateProductInput!) {{ createProduct(input: $input) {{ {PRODUCT_PAYLOAD} }} }}");
+    let input = json!({"input": {"sku": "FL-9", "name": "Rye", "unit": "kg", "customFields": {"grade": 1}}});
+    let (_, created) = graphql(&app, &member, &create_product, input.clone()).await;
+    let product = created["data"]["createProduct"]["product"].clone();
+    assert_eq!(user_errors(&created["data"]["createProduct"]), vec![]);
+    let (status, rest) =
+        call(&app, &member, Method::GET, &format!("/v1/products/{}", product["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(rest["custom_fields"], json!({"grade": 1}));
+
+    let (_, again) = graphql(&app, &member, &create_product, input).await;
+    assert_eq!(again["data"]["createProduct"]["product"], Value::Null);
+    assert_eq!(user_errors(&again["data"]["createProduct"]), vec![(json!("sku"), "conflict".to_owned())]);
+    let bad = json!({"input": {"sku": "bad sku!", "name": "Rye", "unit": "kg", "customFields": [1]}});
+    let (_, refused) = graphql(&app, &member, &create_product, bad).await;
+    assert!(refused.get("errors").is_none(), "validation is not a top-level error: {refused}");
+    assert_eq!(
+        user_errors(&refused["data"]["createProduct"]),
+        vec![(json!("sku"), "validation_failed".to_owned()), (json!("customFields"), "validation_failed".to_owned())]
+    );
+
+    let create_batch =
+        format!("mutation($input: CreateBatchInput!) {{ createBatch(input: $input) {{ {BATCH_PAYLOAD} }} }}");
+    let batch_input = |product: &Value| json!({"input": {"productId": product, "code": "B-1", "quantity": "12.50", "producedAt": "2026-11-20T09:00:00+01:00"}});
+    let (_, foreign_ref) = graphql(&app, &member, &create_batch, batch_input(&foreign["id"])).await;
+    assert_eq!(
+        user_errors(&foreign_ref["data"]["createBatch"]),
+        vec![(json!("productId"), "missing_reference".to_owned())]
+    );
+    let (_, made) = graphql(&app, &member, &create_batch, batch_input(&product["id"])).await;
+    let batch = made["data"]["createBatch"]["batch"].clone();
+    assert_eq!(user_errors(&made["data"]["createBatch"]), vec![], "{made}");
+    assert_eq!(batch["quantity"], "12.5", "normalized as REST normalizes it");
+    assert_eq!(batch["producedAt"], "2026-11-20T08:00:00Z");
+    assert_eq!(batch["status"], "planned");
+    assert_eq!(batch["metadata"], json!({}));
+    assert_eq!(batch["product"]["sku"], "FL-9");
+
+    let update_batch =
+        format!("mutation($input: UpdateBatchInput!) {{ updateBatch(input: $input) {{ {BATCH_PAYLOAD} }} }}");
+    let (_, updated) = graphql(
+        &app,
+        &member,
+        &update_batch,
+        json!({"input": {"id": batch["id"], "status": "completed", "notes": null}}),
+    )
+    .await;
+    assert_eq!(updated["data"]["updateBatch"]["batch"]["status"], "completed");
+    assert_eq!(updated["data"]["updateBatch"]["batch"]["code"], "B-1", "left out, kept");
+    let (_, nulled) = graphql(&app, &member, &update_batch, json!({"input": {"id": batch["id"], "code": null}})).await;
+    assert_eq!(user_errors(&nulled["data"]["updateBatch"]), vec![(json!("code"), "validation_failed".to_owned())]);
+
+    let update_product =
+        format!("mutation($input: UpdateProductInput!) {{ updateProduct(input: $input) {{ {PRODUCT_PAYLOAD} }} }}");
+    let (_, takeover) =
+        graphql(&app, &member, &update_product, json!({"input": {"id": foreign["id"], "name": "mine"}})).await;
+    assert_eq!(user_errors(&takeover["data"]["updateProduct"]), vec![(json!("id"), "not_found".to_owned())]);
+    let (_, rest_foreign) =
+        call(&app, &theirs, Method::GET, &format!("/v1/products/{}", foreign["id"].as_str().unwrap()), None).await;
+    assert_eq!(rest_foreign["name"], "Rye flour", "unchanged");
+
+    let delete_product =
+        "mutation($id: ID!) { deleteProduct(input: {id: $id}) { deletedId userErrors { field code message } } }";
+    let delete_batch =
+        "mutation($id: ID!) { deleteBatch(input: {id: $id}) { deletedId userErrors { field code message } } }";
+    let (_, in_use) = graphql(&app, &member, delete_product, json!({"id": product["id"]})).await;
+    assert_eq!(user_errors(&in_use["data"]["deleteProduct"]), vec![(Value::Null, "in_use".to_owned())]);
+    let (_, gone) = graphql(&app, &member, delete_batch, json!({"id": batch["id"]})).await;
+    assert_eq!(gone["data"]["deleteBatch"]["deletedId"], batch["id"]);
+    let (_, gone) = graphql(&app, &member, delete_product, json!({"id": product["id"]})).await;
+    assert_eq!(gone["data"]["deleteProduct"]["deletedId"], product["id"]);
+    let (_, twice) = graphql(&app, &member, delete_product, json!({"id": product["id"]})).await;
+    assert_eq!(user_errors(&twice["data"]["deleteProduct"]), vec![(json!("id"), "not_found".to_owned())]);
+
+    // A viewer reads only: a top-level `forbidden`, and nothing written.
+    let viewer_input = json!({"input": {"sku": "V-1", "name": "Rye", "unit": "kg"}});
+    let (_, forbidden) = graphql(&app, &viewer, &create_product, viewer_input).await;
+    assert_eq!(refusal(&forbidden).0, "forbidden");
+    let (_, listed) = call(&app, &member, Method::GET, "/v1/products?sku_prefix=V-", None).await;
+    assert_eq!(listed["items"], json!([]));
+    app.stop().await.unwrap();
+}

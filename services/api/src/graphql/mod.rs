@@ -5,6 +5,7 @@
 
 mod limits;
 mod loaders;
+mod mutation;
 mod query;
 mod types;
 
@@ -13,15 +14,15 @@ use crate::observability::Metrics;
 use crate::problem::ApiError;
 use actix_web::{HttpResponse, web};
 use async_graphql::parser::types::OperationType;
-use async_graphql::{EmptyMutation, EmptySubscription, Request, Response, Schema};
+use async_graphql::{EmptySubscription, Request, Response, Schema};
 use serde::Deserialize;
 use stockflow_db::Database;
 
-pub(crate) type StockflowSchema = Schema<query::Query, EmptyMutation, EmptySubscription>;
+pub(crate) type StockflowSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
 
 /// Built once at start; each request brings its caller and loaders.
 pub(crate) fn schema() -> StockflowSchema {
-    Schema::build(query::Query, EmptyMutation, EmptySubscription)
+    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .limit_depth(limits::MAX_DEPTH)
         .limit_complexity(limits::MAX_COMPLEXITY)
         .extension(limits::StableCodes)

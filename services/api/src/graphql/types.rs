@@ -12,7 +12,7 @@ use stockflow_db::batches::BatchRow;
 use stockflow_db::products::Product;
 
 /// An exact decimal as text ("12.5"), never a float that would round it.
-pub(crate) struct Decimal(String);
+pub(crate) struct Decimal(pub(crate) String);
 
 #[Scalar(name = "Decimal")]
 impl ScalarType for Decimal {
@@ -53,17 +53,34 @@ impl From<DateTime<Utc>> for Timestamp {
     }
 }
 
-/// A JSON object as stored (`customFields`, `metadata`).
-pub(crate) struct Json(stockflow_db::JsonText);
+/// A JSON object (`customFields`, `metadata`): as stored when read, as
+/// given when written (REST's rules then check that it is an object).
+pub(crate) enum Json {
+    Stored(stockflow_db::JsonText),
+    Given(serde_json::Value),
+}
 
 #[Scalar(name = "JSON")]
 impl ScalarType for Json {
-    fn parse(_: Value) -> InputValueResult<Self> {
-        Err(InputValueError::custom("JSON is not taken as input here"))
+    fn parse(value: Value) -> InputValueResult<Self> {
+        value.into_json().map(Self::Given).map_err(InputValueError::custom)
     }
 
     fn to_value(&self) -> Value {
-        Value::from_json(serde_json::to_value(&self.0).unwrap_or_default()).unwrap_or(Value::Null)
+        let json = match self {
+            Self::Stored(stored) => serde_json::to_value(stored).unwrap_or_default(),
+            Self::Given(given) => given.clone(),
+        };
+        Value::from_json(json).unwrap_or(Value::Null)
+    }
+}
+
+impl Json {
+    pub(crate) fn into_json(self) -> serde_json::Value {
+        match self {
+            Self::Stored(stored) => serde_json::to_value(&stored).unwrap_or_default(),
+            Self::Given(given) => given,
+        }
     }
 }
 
@@ -90,7 +107,7 @@ pub(crate) fn error(error: &ApiError) -> async_graphql::Error {
 
 /// REST's field names as GraphQL spells its arguments: `product_id` is
 /// `productId`.
-fn camel_case(snake: &str) -> String {
+pub(crate) fn camel_case(snake: &str) -> String {
     let mut camel = String::with_capacity(snake.len());
     let mut upper = false;
     for c in snake.chars() {
@@ -124,7 +141,7 @@ impl ProductNode {
         &self.0.unit
     }
     async fn custom_fields(&self) -> Json {
-        Json(self.0.custom_fields.clone())
+        Json::Stored(self.0.custom_fields.clone())
     }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
@@ -169,7 +186,7 @@ impl BatchNode {
         &self.0.notes
     }
     async fn metadata(&self) -> Json {
-        Json(self.0.metadata.clone())
+        Json::Stored(self.0.metadata.clone())
     }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
