@@ -41,47 +41,47 @@ pub(crate) fn endpoints() -> [Endpoint; 3] {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = Export)]
 pub(crate) struct ExportView {
-    id: Uuid,
+    pub(crate) id: Uuid,
     /// `batches` or `products`.
     #[schema(value_type = String, example = "batches")]
-    kind: ExportKind,
+    pub(crate) kind: ExportKind,
     /// `csv` or `jsonl`.
     #[schema(value_type = String, example = "csv")]
-    format: ExportFormat,
+    pub(crate) format: ExportFormat,
     /// The filters as given, after validation.
     #[schema(value_type = Object, example = json!({"status": "completed"}))]
-    filters: Value,
+    pub(crate) filters: Value,
     /// `queued` -> `running` -> `succeeded` or `failed`; `expired` once
     /// `expires_at` has passed (`EXPORT_RETENTION_DAYS`), whether or not the
     /// file was removed yet; `missing` when the storage reconciliation found
     /// the file of a succeeded export gone.
     #[schema(value_type = String, example = "queued")]
-    status: ExportStatus,
+    pub(crate) status: ExportStatus,
     /// Runs started, retries included.
-    attempts: i32,
+    pub(crate) attempts: i32,
     /// Data rows in the file (CSV: not counting the header).
-    row_count: Option<i64>,
-    size_bytes: Option<i64>,
+    pub(crate) row_count: Option<i64>,
+    pub(crate) size_bytes: Option<i64>,
     /// Hex digest of the file.
-    sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
     /// Why the export failed, when it did: `storage_error` (the file store
     /// failed on every attempt), `database_error` (the database did),
     /// `invalid_export` (the request cannot be run) or `internal_error`.
     /// The details stay in the worker's logs.
     #[schema(schema_with = export_failure)]
-    error: Option<&'static str>,
+    pub(crate) error: Option<&'static str>,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
-    created_at: DateTime<Utc>,
+    pub(crate) created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::rfc3339::optional")]
-    started_at: Option<DateTime<Utc>>,
+    pub(crate) started_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "crate::rfc3339::optional")]
-    finished_at: Option<DateTime<Utc>>,
+    pub(crate) finished_at: Option<DateTime<Utc>>,
     /// When the file will be removed.
     #[serde(serialize_with = "crate::rfc3339::optional")]
-    expires_at: Option<DateTime<Utc>>,
+    pub(crate) expires_at: Option<DateTime<Utc>>,
     /// Where `GET` downloads the file once `status` is `succeeded`.
     #[schema(example = "/v1/exports/0b0c6a46-6f43-4a36-9a0e-6b0f0d4b1c2e/content")]
-    content_url: String,
+    pub(crate) content_url: String,
 }
 
 impl From<ExportRow> for ExportView {
@@ -138,15 +138,15 @@ impl ExportSettings {
 pub(crate) struct CreateExport {
     /// `batches` or `products`.
     #[schema(example = "batches")]
-    kind: String,
+    pub(crate) kind: String,
     /// `csv` (with a header row) or `jsonl` (one JSON object per line).
     #[schema(example = "csv")]
-    format: String,
+    pub(crate) format: String,
     /// The filters of the matching list endpoint. Batches: `product_id`,
     /// `status`, `produced_from` (inclusive), `produced_to` (exclusive).
     /// Products: `sku_prefix`, `q`.
     #[schema(value_type = Option<Object>, example = json!({"status": "completed", "produced_from": "2026-11-01T00:00:00Z"}))]
-    filters: Option<Value>,
+    pub(crate) filters: Option<Value>,
 }
 
 #[utoipa::path(
@@ -185,7 +185,28 @@ pub(crate) async fn create(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Member)?;
     let idempotency_key = idempotency_key(&request)?;
-    let body = body.into_inner();
+    let correlation_id =
+        request.extensions().get::<crate::observability::RequestId>().map(ToString::to_string).unwrap_or_default();
+    let export =
+        request_export(&caller, &database, &relay, &settings, &correlation_id, idempotency_key, body.into_inner())
+            .await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/v1/exports/{}", export.id)))
+        .json(ExportView::from(export)))
+}
+
+/// `POST /v1/exports` and GraphQL's `requestExport`, once the
+/// idempotency key is known to be well-formed.
+pub(crate) async fn request_export(
+    caller: &Caller,
+    database: &Database,
+    relay: &OutboxRelay,
+    settings: &ExportSettings,
+    correlation_id: &str,
+    idempotency_key: Option<String>,
+    body: CreateExport,
+) -> Result<ExportRow, ApiError> {
+    caller.require(Role::Member)?;
     let mut fields = Fields::default();
     let kind = fields.take(ExportKind::parse(&body.kind));
     let format = fields.take(ExportFormat::parse(&body.format));
@@ -194,8 +215,7 @@ pub(crate) async fn create(
     let (Some(format), Some(filters)) = (format, filters) else {
         return Err(ApiError::invalid("body", "invalid export request"));
     };
-    let correlation_id =
-        request.extensions().get::<crate::observability::RequestId>().map(ToString::to_string).unwrap_or_default();
+    let correlation_id = correlation_id.to_owned();
     let (org, user) = (caller.org.id, caller.user.id);
     let max_active = settings.max_active_per_org.get();
     let created = {
@@ -230,21 +250,23 @@ pub(crate) async fn create(
         }
         Created::LimitReached { active } => return Err(ApiError::TooManyExports(active)),
     };
-    Ok(HttpResponse::Accepted()
-        .insert_header((header::LOCATION, format!("/v1/exports/{}", export.id)))
-        .json(ExportView::from(export)))
+    Ok(export)
 }
 
 fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get(IDEMPOTENCY_KEY) else { return Ok(None) };
     let key = value.to_str().unwrap_or_default();
-    let visible = |c: char| c.is_ascii_graphic() || c == ' ';
-    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.chars().all(visible) {
-        return Err(ApiError::BadRequest(format!(
-            "{IDEMPOTENCY_KEY} must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-        )));
+    if !well_formed_idempotency_key(key) {
+        return Err(ApiError::BadRequest(format!("{IDEMPOTENCY_KEY} must be {IDEMPOTENCY_KEY_RULE}")));
     }
     Ok(Some(key.to_owned()))
+}
+
+pub(crate) const IDEMPOTENCY_KEY_RULE: &str = "1 to 255 visible ASCII characters";
+
+pub(crate) fn well_formed_idempotency_key(key: &str) -> bool {
+    let visible = |c: char| c.is_ascii_graphic() || c == ' ';
+    !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY && key.chars().all(visible)
 }
 
 /// The filters of `kind`'s list endpoint, checked by the same code as

@@ -429,3 +429,50 @@ async fn mutations_apply_rests_rules_and_answer_what_the_client_can_fix_as_user_
     assert_eq!(listed["items"], json!([]));
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn request_export_is_rests_post_with_its_idempotency_key_in_the_input() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    let theirs = token(&app, "globex", "member");
+    let request = "mutation($input: RequestExportInput!) { requestExport(input: $input) { \
+                   export { id kind format filters status attempts rowCount sizeBytes sha256 error createdAt startedAt \
+                   finishedAt expiresAt contentUrl } userErrors { field code message } } }";
+    let input = |format: &str, key: &str| json!({"input": {"kind": "batches", "format": format, "filters": {"status": "completed"}, "idempotencyKey": key}});
+    let (_, first) = graphql(&app, &member, request, input("csv", "nightly-1")).await;
+    let export = first["data"]["requestExport"]["export"].clone();
+    assert_eq!(user_errors(&first["data"]["requestExport"]), vec![], "{first}");
+    let id = export["id"].as_str().unwrap().to_owned();
+    let (status, rest) = call(&app, &member, Method::GET, &format!("/v1/exports/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(export, camel(&rest), "the export as REST has it");
+    assert_eq!(export["status"], "queued");
+
+    let (_, repeat) = graphql(&app, &member, request, input("csv", "nightly-1")).await;
+    assert_eq!(repeat["data"]["requestExport"]["export"]["id"], id.as_str(), "the same export, not a second");
+    let (_, reused) = graphql(&app, &member, request, input("jsonl", "nightly-1")).await;
+    assert_eq!(
+        user_errors(&reused["data"]["requestExport"]),
+        vec![(json!("idempotencyKey"), "idempotency_key_reused".to_owned())]
+    );
+    let (_, bad_key) = graphql(&app, &member, request, input("csv", "")).await;
+    assert_eq!(
+        user_errors(&bad_key["data"]["requestExport"]),
+        vec![(json!("idempotencyKey"), "validation_failed".to_owned())]
+    );
+    let bad_filter = json!({"input": {"kind": "batches", "format": "csv", "filters": {"status": "lost"}}});
+    let (_, refused) = graphql(&app, &member, request, bad_filter).await;
+    assert_eq!(
+        user_errors(&refused["data"]["requestExport"]),
+        vec![(json!("filters.status"), "validation_failed".to_owned())]
+    );
+
+    let list = "query($id: ID!) { exports { edges { node { id } } } export(id: $id) { id status } }";
+    let (_, ours) = graphql(&app, &member, list, json!({"id": id})).await;
+    assert_eq!(ours["data"]["exports"]["edges"], json!([{"node": {"id": id}}]));
+    assert_eq!(ours["data"]["export"]["status"], "queued");
+    let (_, other) = graphql(&app, &theirs, list, json!({"id": id})).await;
+    assert_eq!(other["data"], json!({"exports": {"edges": []}, "export": null}));
+    common::wait_for_outbox(&app).await;
+    app.stop().await.unwrap();
+}

@@ -10,13 +10,16 @@ mod query;
 mod types;
 
 use crate::auth::Caller;
-use crate::observability::Metrics;
+use crate::exports::ExportSettings;
+use crate::observability::{Metrics, RequestId};
 use crate::problem::ApiError;
-use actix_web::{HttpResponse, web};
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use async_graphql::parser::types::OperationType;
 use async_graphql::{EmptySubscription, Request, Response, Schema};
 use serde::Deserialize;
 use stockflow_db::Database;
+use stockflow_runtime::OutboxRelay;
 
 pub(crate) type StockflowSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
 
@@ -36,13 +39,14 @@ pub fn sdl() -> String {
 
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
 pub(crate) async fn post(
+    http: HttpRequest,
     caller: Caller,
-    database: web::Data<Database>,
+    services: Services,
     schema: web::Data<StockflowSchema>,
     metrics: web::Data<Metrics>,
     request: web::Json<Request>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(answer(execute(&schema, &metrics, with_context(request.into_inner(), caller, &database)).await))
+    Ok(answer(execute(&schema, &metrics, with_context(request.into_inner(), &http, caller, services)).await))
 }
 
 /// GET's parameters, as the GraphQL-over-HTTP convention names them.
@@ -59,8 +63,9 @@ pub(crate) struct GetQuery {
 /// caches, prefetches and logs its URL.
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
 pub(crate) async fn get(
+    http: HttpRequest,
     caller: Caller,
-    database: web::Data<Database>,
+    services: Services,
     schema: web::Data<StockflowSchema>,
     metrics: web::Data<Metrics>,
     query: web::Query<GetQuery>,
@@ -93,7 +98,7 @@ pub(crate) async fn get(
     if mutates {
         return Err(ApiError::MethodNotAllowed { allow: "POST".to_owned() });
     }
-    Ok(answer(execute(&schema, &metrics, with_context(request, caller, &database)).await))
+    Ok(answer(execute(&schema, &metrics, with_context(request, &http, caller, services)).await))
 }
 
 /// Runs the operation and counts it by name and outcome.
@@ -123,9 +128,39 @@ fn operation_name(request: &mut Request) -> Option<String> {
     }
 }
 
-fn with_context(request: Request, caller: Caller, database: &Database) -> Request {
-    let products = loaders::products(database.clone(), caller.org.id);
-    request.data(caller).data(database.clone()).data(products)
+/// What the resolvers may use, for this request only.
+pub(crate) struct Services {
+    database: web::Data<Database>,
+    relay: web::Data<OutboxRelay>,
+    exports: web::Data<ExportSettings>,
+}
+
+impl FromRequest for Services {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let missing = || ApiError::Internal(stockflow_db::DbError::Closed);
+        std::future::ready((|| {
+            Ok(Self {
+                database: request.app_data::<web::Data<Database>>().cloned().ok_or_else(missing)?,
+                relay: request.app_data::<web::Data<OutboxRelay>>().cloned().ok_or_else(missing)?,
+                exports: request.app_data::<web::Data<ExportSettings>>().cloned().ok_or_else(missing)?,
+            })
+        })())
+    }
+}
+
+fn with_context(request: Request, http: &HttpRequest, caller: Caller, services: Services) -> Request {
+    let products = loaders::products(services.database.get_ref().clone(), caller.org.id);
+    let correlation_id = http.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
+    request
+        .data(caller)
+        .data(services.database.get_ref().clone())
+        .data(services.relay)
+        .data(services.exports)
+        .data(mutation::CorrelationId(correlation_id))
+        .data(products)
 }
 
 /// 200 with the GraphQL response, errors included: they are the client's

@@ -4,13 +4,15 @@
 //! user error here; a missing role or an unavailable database is a
 //! top-level error.
 
-use super::types::{BatchNode, Decimal, Json, ProductNode, camel_case, error};
+use super::types::{BatchNode, Decimal, ExportNode, Json, ProductNode, camel_case, error};
 use crate::auth::Caller;
 use crate::batches::{CreateBatch, UpdateBatch};
+use crate::exports::{CreateExport, ExportSettings, IDEMPOTENCY_KEY_RULE, well_formed_idempotency_key};
 use crate::problem::ApiError;
 use crate::products::{CreateProduct, UpdateProduct};
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject};
 use stockflow_db::Database;
+use stockflow_runtime::OutboxRelay;
 use uuid::Uuid;
 
 pub(crate) struct Mutation;
@@ -77,6 +79,30 @@ struct UpdateBatchInput {
     notes: MaybeUndefined<String>,
     metadata: MaybeUndefined<Json>,
 }
+
+#[derive(InputObject)]
+struct RequestExportInput {
+    /// batches or products.
+    kind: String,
+    /// csv (with a header row) or jsonl (one JSON object per line).
+    format: String,
+    /// The filters of REST's matching list, with REST's names: batches take
+    /// product_id, status, produced_from, produced_to; products sku_prefix, q.
+    filters: Option<Json>,
+    /// REST's Idempotency-Key: a repeat with the same key and the same
+    /// request answers the export the first one made; with another
+    /// request, the user error idempotency_key_reused.
+    idempotency_key: Option<String>,
+}
+
+#[derive(SimpleObject)]
+struct ExportPayload {
+    export: Option<ExportNode>,
+    user_errors: Vec<UserError>,
+}
+
+/// The request's id, as REST's requests carry it into the job.
+pub(crate) struct CorrelationId(pub(crate) String);
 
 #[derive(SimpleObject)]
 struct ProductPayload {
@@ -203,6 +229,39 @@ impl Mutation {
         let (deleted, user_errors) = split(crate::batches::delete_batch(caller, database, id).await)?;
         Ok(DeletePayload { deleted_id: deleted.map(|()| input.id), user_errors })
     }
+
+    /// Needs the member role. Queues an export as `POST /v1/exports` does.
+    async fn request_export(
+        &self,
+        ctx: &Context<'_>,
+        input: RequestExportInput,
+    ) -> async_graphql::Result<ExportPayload> {
+        let (caller, database) = scope(ctx)?;
+        if input.idempotency_key.as_deref().is_some_and(|key| !well_formed_idempotency_key(key)) {
+            let refused = UserError {
+                field: Some("idempotencyKey".to_owned()),
+                code: "validation_failed".to_owned(),
+                message: IDEMPOTENCY_KEY_RULE.to_owned(),
+            };
+            return Ok(ExportPayload { export: None, user_errors: vec![refused] });
+        }
+        let relay = ctx.data::<actix_web::web::Data<OutboxRelay>>()?;
+        let settings = ctx.data::<actix_web::web::Data<ExportSettings>>()?;
+        let correlation_id = ctx.data::<CorrelationId>()?;
+        let body = CreateExport { kind: input.kind, format: input.format, filters: input.filters.map(Json::into_json) };
+        let requested = crate::exports::request_export(
+            caller,
+            database,
+            relay,
+            settings,
+            &correlation_id.0,
+            input.idempotency_key,
+            body,
+        )
+        .await;
+        let (export, user_errors) = split(requested)?;
+        Ok(ExportPayload { export: export.map(ExportNode::from), user_errors })
+    }
 }
 
 fn scope<'c>(ctx: &Context<'c>) -> async_graphql::Result<(&'c Caller, &'c Database)> {
@@ -250,7 +309,9 @@ fn split<T>(result: Result<T, ApiError>) -> async_graphql::Result<(Option<T>, Ve
             refused @ (ApiError::Conflict { .. }
             | ApiError::MissingReference { .. }
             | ApiError::InUse(_)
-            | ApiError::NotFound(_)),
+            | ApiError::NotFound(_)
+            | ApiError::IdempotencyKeyReused
+            | ApiError::TooManyExports(_)),
         ) => Ok((None, vec![user_error(&refused)])),
         Err(other) => Err(error(&other)),
     }
@@ -260,6 +321,7 @@ fn user_error(refused: &ApiError) -> UserError {
     let field = match refused {
         ApiError::Conflict { field } | ApiError::MissingReference { field } => Some(camel_case(field)),
         ApiError::NotFound(_) => Some("id".to_owned()),
+        ApiError::IdempotencyKeyReused => Some("idempotencyKey".to_owned()),
         _ => None,
     };
     UserError { field, code: refused.code().to_owned(), message: refused.to_string() }

@@ -2,7 +2,7 @@
 //! connection over REST's keyset cursors and filters.
 
 use super::limits::MAX_PAGE_SIZE;
-use super::types::{BatchNode, ProductNode, Timestamp, error};
+use super::types::{BatchNode, ExportNode, ProductNode, Timestamp, error};
 use crate::auth::Caller;
 use crate::pagination::{DEFAULT_LIMIT, PageRequest};
 use crate::problem::ApiError;
@@ -10,7 +10,7 @@ use crate::validation::Fields;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
 use stockflow_db::page::After;
-use stockflow_db::{Database, batches, products};
+use stockflow_db::{Database, batches, exports, products};
 use uuid::Uuid;
 
 pub(crate) struct Query;
@@ -122,6 +122,35 @@ impl Query {
             .await
             .map_err(|failed| error(&failed))?;
         Ok(connection(&page, rows, |b| After { at: b.produced_at, id: b.id }, BatchNode))
+    }
+
+    /// Newest first.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn exports(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Exports per page, 1 to 200; 50 when left out.")] first: Option<i32>,
+        #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, ExportNode>> {
+        let (org, database) = scope(ctx)?;
+        let page = page_request(first, after.as_deref())?;
+        let (after_row, fetch) = (page.after, page.fetch());
+        let rows = database
+            .run(move |conn| exports::list(conn, org, after_row.as_ref(), fetch).map_err(ApiError::from))
+            .await
+            .map_err(|failed| error(&failed))?;
+        Ok(connection(&page, rows, |e| After { at: e.created_at, id: e.id }, ExportNode::from))
+    }
+
+    /// Null when the organization has no such export, whoever else may.
+    async fn export(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ExportNode>> {
+        let (org, database) = scope(ctx)?;
+        let Some(id) = uuid(&id) else { return Ok(None) };
+        let found = database
+            .run(move |conn| exports::find(conn, org, id).map_err(ApiError::from))
+            .await
+            .map_err(|failed| error(&failed))?;
+        Ok(found.map(ExportNode::from))
     }
 
     /// Null when the organization has no such product, whoever else may.

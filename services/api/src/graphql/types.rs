@@ -2,6 +2,7 @@
 //! REST's bodies, so a client moves between the two without translating.
 
 use super::loaders::ProductsOfOrg;
+use crate::exports::ExportView;
 use crate::problem::ApiError;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{
@@ -193,5 +194,69 @@ impl BatchNode {
     }
     async fn updated_at(&self) -> Timestamp {
         Timestamp(self.0.updated_at)
+    }
+}
+
+/// REST's view of an export, field for field.
+pub(crate) struct ExportNode(pub(crate) ExportView);
+
+impl From<stockflow_db::exports::ExportRow> for ExportNode {
+    fn from(row: stockflow_db::exports::ExportRow) -> Self {
+        Self(ExportView::from(row))
+    }
+}
+
+#[Object(name = "Export")]
+impl ExportNode {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// batches or products.
+    async fn kind(&self) -> &str {
+        self.0.kind.as_str()
+    }
+    /// csv or jsonl.
+    async fn format(&self) -> &str {
+        self.0.format.as_str()
+    }
+    /// The filters as given, after validation, with REST's names.
+    async fn filters(&self) -> Json {
+        Json::Given(self.0.filters.clone())
+    }
+    /// queued, running, succeeded, failed, expired or missing.
+    async fn status(&self) -> &str {
+        self.0.status.as_str()
+    }
+    async fn attempts(&self) -> i32 {
+        self.0.attempts
+    }
+    async fn row_count(&self) -> Option<i64> {
+        self.0.row_count
+    }
+    async fn size_bytes(&self) -> Option<i64> {
+        self.0.size_bytes
+    }
+    async fn sha256(&self) -> Option<&str> {
+        self.0.sha256.as_deref()
+    }
+    /// storage_error, database_error, invalid_export or internal_error.
+    async fn error(&self) -> Option<&str> {
+        self.0.error
+    }
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+    async fn started_at(&self) -> Option<Timestamp> {
+        self.0.started_at.map(Timestamp)
+    }
+    async fn finished_at(&self) -> Option<Timestamp> {
+        self.0.finished_at.map(Timestamp)
+    }
+    async fn expires_at(&self) -> Option<Timestamp> {
+        self.0.expires_at.map(Timestamp)
+    }
+    /// Where a GET with the token downloads the file once it succeeded.
+    async fn content_url(&self) -> &str {
+        &self.0.content_url
     }
 }
