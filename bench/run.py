@@ -536,14 +536,16 @@ def p99(values):
     return ordered[max(0, -(-99 * len(ordered) // 100) - 1)]
 
 
-def run_wrk(url, token, seconds):
-    """Returns (requests/s, p99 latency in ms) of a wrk run."""
+def run_wrk(url, token, seconds, script=None):
+    """Returns (requests/s, p99 latency in ms) of a wrk run; `script` is a
+    wrk Lua script (a POST body)."""
     # wrk leaves a request slower than --timeout (default 2 s) out of its
     # latencies and counts it as a socket error. The api does answer a few
     # requests after more than 2 s under this load; 10 s keeps them in the
     # p99 instead of dropping them.
-    argv = [WRK, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency", "-H", f"Authorization: Bearer {token}", url]
-    proc = subprocess.run(argv, capture_output=True, text=True)
+    argv = [WRK, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "10s", "--latency", "-H", f"Authorization: Bearer {token}"]
+    argv += ["-s", script] if script else []
+    proc = subprocess.run(argv + [url], capture_output=True, text=True)
     out = proc.stdout
     if proc.returncode != 0 or "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk failed or saw errors ({proc.returncode}):\n{out}{proc.stderr}")
@@ -1718,12 +1720,119 @@ def scenario_backup(runs):
     ]
 
 
+GRAPHQL_PAGE = ("{ batches(first: 50) { edges { cursor node { id productId code quantity producedAt status notes "
+                "metadata createdAt updatedAt product { sku } } } pageInfo { hasNextPage endCursor } } }")
+# The page and each batch's product SKU, as one would write it by hand.
+PAGE_WITH_SKU_SQL = """\
+SELECT b.id, b.product_id, b.code, b.quantity, b.produced_at, b.status, b.notes, b.metadata, b.created_at, b.updated_at, p.sku FROM batches b JOIN products p ON p.id = b.product_id WHERE b.org_id = :org ORDER BY b.produced_at DESC, b.id DESC LIMIT :fetch;
+"""
+
+
+def scenario_graphql_list(runs):
+    """api-list through GraphQL: `POST /graphql` with `{ batches(first: 50)
+    { edges { cursor node { every field, product { sku } } } pageInfo {
+    hasNextPage endCursor } } }` against REST's `GET /v1/batches?limit=50`
+    on the same api in the same rounds (issue 17's figure: the cost of the
+    GraphQL layer, target >= 0.8 of REST's req/s and p99 within 1.5x), and
+    against `pgbench -M prepared -c 32 -j 2` running the token lookup and
+    the page with each batch's SKU as one plain join written by hand (the
+    tool baseline). Same database, token, wrk settings, warm-up, 15 s runs
+    alternating and medians as api-list; wrk POSTs the query with a Lua
+    script. GraphQL answers 200 even with errors, so before the runs the
+    GraphQL page is checked against REST's: the same 50 ids in the same
+    order, the same cursor, and every product's SKU.
+    """
+    tool(WRK, "apt-get install wrk")
+    tool(PGBENCH, "apt-get install postgresql-client")
+    if not os.access(TIME, os.X_OK):
+        raise RuntimeError(f"{TIME} is missing: apt-get install time")
+    os.makedirs(os.path.join(ROOT, "var", "bench"), exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="graphql-list-", dir=os.path.join(ROOT, "var", "bench"))
+    url = db_url(LIST_DB)
+    try:
+        seed_list_database(scratch)
+        org = SEED_ORGS[0]
+        sql(url, "DELETE FROM api_tokens WHERE name = 'bench-graphql-list';")
+        token = create_token(url, org, "viewer", "bench-graphql-list")
+        org_id = sql(url, f"SELECT id FROM organizations WHERE slug = {literal(org)};")
+        variables = {
+            "digest": "\\x" + hashlib.sha256(token.encode()).hexdigest(),
+            "now": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "one": 1,
+            "org": org_id,
+            "fetch": 51,
+        }
+        plain = os.path.join(scratch, "page-with-sku.sql")
+        with open(plain, "w") as f:
+            f.write(TOKEN_LOOKUP_SQL + PAGE_WITH_SKU_SQL)
+        script = os.path.join(scratch, "graphql.lua")
+        body = json.dumps({"query": GRAPHQL_PAGE})
+        with open(script, "w") as f:
+            f.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n')
+        api = Api(url, scratch)
+        try:
+            rest = api.expect(200, "GET", "/v1/batches?limit=50", token)
+            answer = api.expect(200, "POST", "/graphql", token, {"query": GRAPHQL_PAGE})
+            if answer.get("errors"):
+                raise RuntimeError(f"the GraphQL page has errors: {answer['errors']}")
+            connection = answer["data"]["batches"]
+            ids = [edge["node"]["id"] for edge in connection["edges"]]
+            skus = {product["id"]: product["sku"] for product in api.expect(200, "GET", "/v1/products?limit=200", token)["items"]}
+            if ids != [item["id"] for item in rest["items"]] or connection["pageInfo"]["endCursor"] != rest["next_cursor"]:
+                raise RuntimeError("the GraphQL page is not REST's first page")
+            if any(edge["node"]["product"]["sku"] != skus[edge["node"]["productId"]] for edge in connection["edges"]):
+                raise RuntimeError("a batch's product SKU differs from REST's")
+            measures = {
+                "graphql": lambda seconds: run_wrk(f"{api.base}/graphql", token, seconds, script),
+                "rest": lambda seconds: run_wrk(f"{api.base}/v1/batches?limit=50", token, seconds),
+                "plain": lambda seconds: run_pgbench(url, plain, variables, seconds, scratch),
+            }
+            for measure in measures.values():
+                measure(WARMUP_SECONDS)
+            results = {name: [] for name in measures}
+            for round_ in range(runs):
+                order = list(measures) if round_ % 2 == 0 else list(reversed(measures))
+                for name in order:
+                    results[name].append(measures[name](LOAD_SECONDS))
+                    print(f"  round {round_ + 1}/{runs} {name}: {results[name][-1][0]:.0f}/s, p99 {results[name][-1][1]:.2f} ms", flush=True)
+        finally:
+            api.stop()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    median = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for name, rs in results.items()}
+    plain_tool = f"pgbench -M prepared -c {CONNECTIONS} -j {THREADS}: token lookup + the page joined to its SKUs, by hand"
+    return [
+        {
+            "figure": f"POST /graphql batches(first: 50) with product {{ sku }}, {CONNECTIONS} connections (req/s, median of {runs})",
+            "ours": round(median["graphql"][0], 1),
+            "baseline": round(median["rest"][0], 1),
+            "baseline_tool": "REST's GET /v1/batches?limit=50 on the same api, same rounds (issue 17's comparison; not a tool baseline)",
+            "ratio": round(median["graphql"][0] / median["rest"][0], 2),
+        },
+        {
+            "figure": f"POST /graphql p99 latency (ms, median of {runs})",
+            "ours": round(median["graphql"][1], 2),
+            "baseline": round(median["rest"][1], 2),
+            "baseline_tool": "that REST run's p99",
+            "ratio": round(median["graphql"][1] / median["rest"][1], 2),
+        },
+        {
+            "figure": f"POST /graphql batches(first: 50) with product {{ sku }} (req/s, median of {runs})",
+            "ours": round(median["graphql"][0], 1),
+            "baseline": round(median["plain"][0], 1),
+            "baseline_tool": plain_tool + " (tps)",
+            "ratio": round(median["graphql"][0] / median["plain"][0], 2),
+        },
+    ]
+
+
 def metrics_text(service):
     with urllib.request.urlopen(f"{service.base}/metrics", timeout=10) as response:
         return response.read().decode()
 
 
-SCENARIOS = {"startup": scenario_startup, "storage-put": scenario_storage_put, "api-list": scenario_api_list, "upload": scenario_upload,
+SCENARIOS = {"startup": scenario_startup, "storage-put": scenario_storage_put, "api-list": scenario_api_list,
+             "graphql-list": scenario_graphql_list, "upload": scenario_upload,
              "export": scenario_export, "jobs": scenario_jobs, "scheduler": scenario_scheduler, "backup": scenario_backup}
 
 
