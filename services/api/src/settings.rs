@@ -29,6 +29,9 @@ pub struct ApiSettings {
     pub workers: NonZeroUsize,
     /// Apply pending migrations at start (single-container setups).
     pub run_migrations: bool,
+    /// `GRAPHQL_INTROSPECTION`: whether `/graphql` answers `__schema` and
+    /// `__type`; the schema is published as docs/schema.graphql anyway.
+    pub graphql_introspection: bool,
 }
 
 impl Settings {
@@ -195,6 +198,7 @@ impl ApiSettings {
             bind: env.or(BIND_VAR, DEFAULT_BIND)?,
             workers: env.or("WEB_WORKERS", cores)?,
             run_migrations: env.or("RUN_MIGRATIONS", false)?,
+            graphql_introspection: env.or("GRAPHQL_INTROSPECTION", true)?,
         })
     }
 }

@@ -46,7 +46,7 @@ impl Application {
         // One registry for all workers, so a scrape sees every request.
         let metrics = web::Data::new(Metrics::new());
         let exports = web::Data::new(settings.exports);
-        let graphql = web::Data::new(crate::graphql::schema());
+        let graphql = web::Data::new(crate::graphql::schema(settings.api.graphql_introspection));
         let bind = settings.api.bind;
         let server = HttpServer::new(move || {
             App::new()

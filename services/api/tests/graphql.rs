@@ -476,3 +476,36 @@ async fn request_export_is_rests_post_with_its_idempotency_key_in_the_input() {
     common::wait_for_outbox(&app).await;
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn introspection_is_answered_unless_switched_off() {
+    let introspect = "{ __schema { queryType { name } } }";
+    let app = spawn_app().await;
+    let viewer = token(&app, "acme", "viewer");
+    let (_, open) = graphql(&app, &viewer, introspect, json!({})).await;
+    assert_eq!(open["data"]["__schema"]["queryType"]["name"], "Query", "{open}");
+    app.stop().await.unwrap();
+
+    let closed = stockflow_testkit::TestApp::builder()
+        .env("GRAPHQL_INTROSPECTION", "false")
+        .spawn(|env, shutdown| async move {
+            let settings = stockflow_api::Settings::from_env(&env)?;
+            let app = stockflow_api::Application::build(settings, shutdown).await?;
+            let address = app.address();
+            Ok((address, Box::pin(async move { Ok(app.run_until_stopped().await?) }) as _))
+        })
+        .await;
+    let viewer = token(&closed, "acme", "viewer");
+    let (_, refused) = graphql(&closed, &viewer, introspect, json!({})).await;
+    assert_eq!(refusal(&refused).0, "introspection_disabled");
+    let (_, typed) = graphql(&closed, &viewer, "{ __type(name: \"Batch\") { name } }", json!({})).await;
+    assert_eq!(refusal(&typed).0, "introspection_disabled");
+    let hidden = "query { ...F } fragment F on Query { __schema { queryType { name } } }";
+    let (_, fragment) = graphql(&closed, &viewer, hidden, json!({})).await;
+    assert_eq!(refusal(&fragment).0, "introspection_disabled", "a fragment does not hide it");
+    let (_, unknown) = graphql(&closed, &viewer, "{ secrets }", json!({})).await;
+    assert_eq!(refusal(&unknown).0, "graphql_validation_failed", "other mistakes keep their code");
+    let (_, works) = graphql(&closed, &viewer, "{ me { user { role } } }", json!({})).await;
+    assert_eq!(works["data"]["me"]["user"]["role"], "viewer");
+    closed.stop().await.unwrap();
+}

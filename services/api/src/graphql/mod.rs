@@ -24,17 +24,17 @@ use stockflow_runtime::OutboxRelay;
 pub(crate) type StockflowSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
 
 /// Built once at start; each request brings its caller and loaders.
-pub(crate) fn schema() -> StockflowSchema {
-    Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+pub(crate) fn schema(introspection: bool) -> StockflowSchema {
+    let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .limit_depth(limits::MAX_DEPTH)
         .limit_complexity(limits::MAX_COMPLEXITY)
-        .extension(limits::StableCodes)
-        .finish()
+        .extension(limits::StableCodes { introspection });
+    if introspection { builder.finish() } else { builder.disable_introspection().finish() }
 }
 
 /// The schema as SDL: what docs/schema.graphql must hold.
 pub fn sdl() -> String {
-    schema().sdl()
+    schema(true).sdl()
 }
 
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
