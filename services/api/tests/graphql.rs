@@ -509,3 +509,30 @@ async fn introspection_is_answered_unless_switched_off() {
     assert_eq!(works["data"]["me"]["user"]["role"], "viewer");
     closed.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn node_finds_any_record_of_the_organization_by_rests_id() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    let theirs = token(&app, "globex", "member");
+    let product = seed(&app, &member, "N-1", 1).await;
+    let (_, batches) = call(&app, &member, Method::GET, "/v1/batches", None).await;
+    let (_, export) =
+        call(&app, &member, Method::POST, "/v1/exports", Some(json!({"kind": "products", "format": "csv"}))).await;
+    let query = "query($id: ID!) { node(id: $id) { __typename id ... on Product { sku } ... on Batch { code } \
+                 ... on Export { status } } }";
+    for (id, typename, field, value) in [
+        (&product["id"], "Product", "sku", "N-1"),
+        (&batches["items"][0]["id"], "Batch", "code", "N-1-B0"),
+        (&export["id"], "Export", "status", "queued"),
+    ] {
+        let (_, found) = graphql(&app, &member, query, json!({"id": id})).await;
+        assert_eq!(found["data"]["node"]["__typename"], typename, "{found}");
+        assert_eq!(found["data"]["node"]["id"], *id);
+        assert_eq!(found["data"]["node"][field], value);
+        let (_, hidden) = graphql(&app, &theirs, query, json!({"id": id})).await;
+        assert_eq!(hidden, json!({"data": {"node": null}}), "another organization's {typename} is not found");
+    }
+    common::wait_for_outbox(&app).await;
+    app.stop().await.unwrap();
+}

@@ -2,7 +2,7 @@
 //! connection over REST's keyset cursors and filters.
 
 use super::limits::MAX_PAGE_SIZE;
-use super::types::{BatchNode, ExportNode, ProductNode, Timestamp, error};
+use super::types::{BatchNode, ExportNode, Node, ProductNode, Timestamp, error};
 use crate::auth::Caller;
 use crate::pagination::{DEFAULT_LIMIT, PageRequest};
 use crate::problem::ApiError;
@@ -151,6 +151,26 @@ impl Query {
             .await
             .map_err(|failed| error(&failed))?;
         Ok(found.map(ExportNode::from))
+    }
+
+    /// The organization's product, batch or export with this id (REST's
+    /// UUIDs are unique across records); null when it has none.
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+        let (org, database) = scope(ctx)?;
+        let Some(id) = uuid(&id) else { return Ok(None) };
+        let found = database
+            .run(move |conn| {
+                if let Some(product) = products::find(conn, org, id)? {
+                    return Ok(Some(Node::Product(ProductNode(product))));
+                }
+                if let Some(batch) = batches::find(conn, org, id)? {
+                    return Ok(Some(Node::Batch(BatchNode(batch))));
+                }
+                Ok(exports::find(conn, org, id)?.map(|export| Node::Export(ExportNode::from(export))))
+            })
+            .await
+            .map_err(|failed: ApiError| error(&failed))?;
+        Ok(found)
     }
 
     /// Null when the organization has no such product, whoever else may.

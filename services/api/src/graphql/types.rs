@@ -6,7 +6,7 @@ use crate::exports::ExportView;
 use crate::problem::ApiError;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{
-    Context, ErrorExtensions, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, Value,
+    Context, ErrorExtensions, ID, InputValueError, InputValueResult, Interface, Object, Scalar, ScalarType, Value,
 };
 use chrono::{DateTime, Utc};
 use stockflow_db::batches::BatchRow;
@@ -259,4 +259,13 @@ impl ExportNode {
     async fn content_url(&self) -> &str {
         &self.0.content_url
     }
+}
+
+/// Any record by the id REST uses, as Relay's `node(id:)` fetches it.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID"))]
+pub(crate) enum Node {
+    Product(ProductNode),
+    Batch(BatchNode),
+    Export(ExportNode),
 }
