@@ -47,49 +47,49 @@ pub(crate) fn endpoints() -> [Endpoint; 6] {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = Schedule)]
 pub(crate) struct ScheduleView {
-    id: Uuid,
+    pub(crate) id: Uuid,
     #[schema(example = "nightly batches")]
-    name: String,
+    pub(crate) name: String,
     /// The installation's own schedule (backups, maintenance): read-only,
     /// changed through the scheduler's settings.
-    system: bool,
+    pub(crate) system: bool,
     /// False only for a system schedule switched off in the settings.
-    enabled: bool,
+    pub(crate) enabled: bool,
     #[schema(example = "0 2 * * *")]
-    cron: String,
+    pub(crate) cron: String,
     #[schema(example = "Europe/Berlin")]
-    timezone: String,
+    pub(crate) timezone: String,
     /// The job each run sends: `export.requested` for an organization's
     /// schedule.
     #[schema(example = "export.requested")]
-    job: String,
+    pub(crate) job: String,
     /// What each run exports (the body of `POST /v1/exports`); null for a
     /// system schedule.
     #[schema(value_type = Option<Object>, example = json!({"kind": "batches", "format": "csv", "filters": {}}))]
-    export: Option<Value>,
-    paused: bool,
-    pause_note: Option<String>,
+    pub(crate) export: Option<Value>,
+    pub(crate) paused: bool,
+    pub(crate) pause_note: Option<String>,
     #[schema(schema_with = crate::openapi::misfire_policy)]
-    misfire_policy: String,
-    catchup_window_secs: i32,
+    pub(crate) misfire_policy: String,
+    pub(crate) catchup_window_secs: i32,
     #[schema(schema_with = crate::openapi::overlap_policy)]
-    overlap_policy: String,
-    jitter_secs: i32,
+    pub(crate) overlap_policy: String,
+    pub(crate) jitter_secs: i32,
     /// A run whose export has not finished after this long is `lost`.
-    run_timeout_secs: i32,
+    pub(crate) run_timeout_secs: i32,
     /// The next fire times, on the schedule's clock (RFC 3339 with the
     /// zone's offset); empty while paused or switched off. The first may
     /// be past while the scheduler catches up.
     #[schema(example = json!(["2026-12-01T02:00:00+01:00", "2026-12-02T02:00:00+01:00"]))]
-    next_runs: Vec<String>,
+    pub(crate) next_runs: Vec<String>,
     #[serde(serialize_with = "crate::rfc3339::optional")]
-    last_run_at: Option<DateTime<Utc>>,
+    pub(crate) last_run_at: Option<DateTime<Utc>>,
     #[schema(schema_with = crate::openapi::last_status)]
-    last_status: Option<String>,
+    pub(crate) last_status: Option<String>,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
-    created_at: DateTime<Utc>,
+    pub(crate) created_at: DateTime<Utc>,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
-    updated_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
 }
 
 impl From<ScheduleRow> for ScheduleView {

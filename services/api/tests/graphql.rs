@@ -536,3 +536,33 @@ async fn node_finds_any_record_of_the_organization_by_rests_id() {
     common::wait_for_outbox(&app).await;
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn schedules_are_rests_for_admins_only() {
+    let app = spawn_app().await;
+    let admin = token(&app, "acme", "admin");
+    let member = token(&app, "acme", "member");
+    let theirs = token(&app, "globex", "admin");
+    let body = json!({"name": "nightly", "cron": "0 2 * * *", "timezone": "Europe/Berlin",
+                      "export": {"kind": "batches", "format": "csv"}});
+    let (status, made) = call(&app, &admin, Method::POST, "/v1/schedules", Some(body)).await;
+    assert_eq!(status, 201);
+    let fields = "id name system enabled cron timezone job export paused pauseNote misfirePolicy catchupWindowSecs \
+                  overlapPolicy jitterSecs runTimeoutSecs nextRuns lastRunAt lastStatus createdAt updatedAt";
+    let query =
+        format!("query($id: ID!) {{ schedule(id: $id) {{ {fields} }} schedules {{ edges {{ node {{ id }} }} }} }}");
+    let (_, found) = graphql(&app, &admin, &query, json!({"id": made["id"]})).await;
+    let (_, rest) =
+        call(&app, &admin, Method::GET, &format!("/v1/schedules/{}", made["id"].as_str().unwrap()), None).await;
+    assert_eq!(found["data"]["schedule"], camel(&rest), "{found}");
+    let listed: Vec<&Value> =
+        found["data"]["schedules"]["edges"].as_array().unwrap().iter().map(|e| &e["node"]["id"]).collect();
+    assert!(listed.contains(&&made["id"]), "{found}");
+
+    let (_, other) = graphql(&app, &theirs, &query, json!({"id": made["id"]})).await;
+    assert_eq!(other["data"]["schedule"], Value::Null);
+    assert!(!other["data"]["schedules"]["edges"].as_array().unwrap().iter().any(|e| e["node"]["id"] == made["id"]));
+    let (_, refused) = graphql(&app, &member, &query, json!({"id": made["id"]})).await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "forbidden", "{refused}");
+    app.stop().await.unwrap();
+}

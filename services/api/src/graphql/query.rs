@@ -2,7 +2,7 @@
 //! connection over REST's keyset cursors and filters.
 
 use super::limits::MAX_PAGE_SIZE;
-use super::types::{BatchNode, ExportNode, Node, ProductNode, Timestamp, error};
+use super::types::{BatchNode, ExportNode, Node, ProductNode, ScheduleNode, Timestamp, error};
 use crate::auth::Caller;
 use crate::pagination::{DEFAULT_LIMIT, PageRequest};
 use crate::problem::ApiError;
@@ -10,7 +10,8 @@ use crate::validation::Fields;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
 use stockflow_db::page::After;
-use stockflow_db::{Database, batches, exports, products};
+use stockflow_db::{Database, batches, exports, org_schedules, products};
+use stockflow_domain::Role;
 use uuid::Uuid;
 
 pub(crate) struct Query;
@@ -140,6 +141,38 @@ impl Query {
             .await
             .map_err(|failed| error(&failed))?;
         Ok(connection(&page, rows, |e| After { at: e.created_at, id: e.id }, ExportNode::from))
+    }
+
+    /// The organization's schedules and the installation's, newest first.
+    /// Needs the admin role, as REST's.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn schedules(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Schedules per page, 1 to 200; 50 when left out.")] first: Option<i32>,
+        #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, ScheduleNode>> {
+        ctx.data::<Caller>()?.require(Role::Admin).map_err(|refused| error(&refused))?;
+        let (org, database) = scope(ctx)?;
+        let page = page_request(first, after.as_deref())?;
+        let (after_row, fetch) = (page.after, page.fetch());
+        let rows = database
+            .run(move |conn| org_schedules::list_visible(conn, org, after_row.as_ref(), fetch).map_err(ApiError::from))
+            .await
+            .map_err(|failed| error(&failed))?;
+        Ok(connection(&page, rows, |s| After { at: s.created_at, id: s.id }, |row| ScheduleNode(row.into())))
+    }
+
+    /// Needs the admin role. Null when there is no such schedule for the organization.
+    async fn schedule(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<ScheduleNode>> {
+        ctx.data::<Caller>()?.require(Role::Admin).map_err(|refused| error(&refused))?;
+        let (org, database) = scope(ctx)?;
+        let Some(id) = uuid(&id) else { return Ok(None) };
+        let found = database
+            .run(move |conn| org_schedules::find_visible(conn, org, id, false).map_err(ApiError::from))
+            .await
+            .map_err(|failed| error(&failed))?;
+        Ok(found.map(|row| ScheduleNode(row.into())))
     }
 
     /// Null when the organization has no such export, whoever else may.

@@ -4,6 +4,7 @@
 use super::loaders::ProductsOfOrg;
 use crate::exports::ExportView;
 use crate::problem::ApiError;
+use crate::schedules::ScheduleView;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{
     Context, ErrorExtensions, ID, InputValueError, InputValueResult, Interface, Object, Scalar, ScalarType, Value,
@@ -268,4 +269,74 @@ pub(crate) enum Node {
     Product(ProductNode),
     Batch(BatchNode),
     Export(ExportNode),
+}
+
+/// REST's view of a schedule, field for field.
+pub(crate) struct ScheduleNode(pub(crate) ScheduleView);
+
+#[Object(name = "Schedule")]
+impl ScheduleNode {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The installation's own schedule: read-only, set by the scheduler's settings.
+    async fn system(&self) -> bool {
+        self.0.system
+    }
+    async fn enabled(&self) -> bool {
+        self.0.enabled
+    }
+    async fn cron(&self) -> &str {
+        &self.0.cron
+    }
+    async fn timezone(&self) -> &str {
+        &self.0.timezone
+    }
+    async fn job(&self) -> &str {
+        &self.0.job
+    }
+    /// What each run exports, as REST's body of POST /v1/exports; null for a system schedule.
+    async fn export(&self) -> Option<Json> {
+        self.0.export.clone().map(Json::Given)
+    }
+    async fn paused(&self) -> bool {
+        self.0.paused
+    }
+    async fn pause_note(&self) -> Option<&str> {
+        self.0.pause_note.as_deref()
+    }
+    async fn misfire_policy(&self) -> &str {
+        &self.0.misfire_policy
+    }
+    async fn catchup_window_secs(&self) -> i32 {
+        self.0.catchup_window_secs
+    }
+    async fn overlap_policy(&self) -> &str {
+        &self.0.overlap_policy
+    }
+    async fn jitter_secs(&self) -> i32 {
+        self.0.jitter_secs
+    }
+    async fn run_timeout_secs(&self) -> i32 {
+        self.0.run_timeout_secs
+    }
+    /// The next fire times on the schedule's clock (RFC 3339 with the zone's offset).
+    async fn next_runs(&self) -> &[String] {
+        &self.0.next_runs
+    }
+    async fn last_run_at(&self) -> Option<Timestamp> {
+        self.0.last_run_at.map(Timestamp)
+    }
+    async fn last_status(&self) -> Option<&str> {
+        self.0.last_status.as_deref()
+    }
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.0.created_at)
+    }
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.0.updated_at)
+    }
 }
