@@ -486,15 +486,7 @@ async fn introspection_is_answered_unless_switched_off() {
     assert_eq!(open["data"]["__schema"]["queryType"]["name"], "Query", "{open}");
     app.stop().await.unwrap();
 
-    let closed = stockflow_testkit::TestApp::builder()
-        .env("GRAPHQL_INTROSPECTION", "false")
-        .spawn(|env, shutdown| async move {
-            let settings = stockflow_api::Settings::from_env(&env)?;
-            let app = stockflow_api::Application::build(settings, shutdown).await?;
-            let address = app.address();
-            Ok((address, Box::pin(async move { Ok(app.run_until_stopped().await?) }) as _))
-        })
-        .await;
+    let closed = common::spawn_api(TestApp::builder().env("GRAPHQL_INTROSPECTION", "false")).await;
     let viewer = token(&closed, "acme", "viewer");
     let (_, refused) = graphql(&closed, &viewer, introspect, json!({})).await;
     assert_eq!(refusal(&refused).0, "introspection_disabled");

@@ -135,17 +135,17 @@ pub(crate) struct Services {
     exports: web::Data<ExportSettings>,
 }
 
+/// Each part as actix's own `web::Data` extractor takes it, with its error.
 impl FromRequest for Services {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let missing = || ApiError::Internal(stockflow_db::DbError::Closed);
         std::future::ready((|| {
             Ok(Self {
-                database: request.app_data::<web::Data<Database>>().cloned().ok_or_else(missing)?,
-                relay: request.app_data::<web::Data<OutboxRelay>>().cloned().ok_or_else(missing)?,
-                exports: request.app_data::<web::Data<ExportSettings>>().cloned().ok_or_else(missing)?,
+                database: web::Data::extract(request).into_inner()?,
+                relay: web::Data::extract(request).into_inner()?,
+                exports: web::Data::extract(request).into_inner()?,
             })
         })())
     }

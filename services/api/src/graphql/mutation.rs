@@ -4,7 +4,7 @@
 //! user error here; a missing role or an unavailable database is a
 //! top-level error.
 
-use super::types::{BatchNode, Decimal, ExportNode, Json, ProductNode, camel_case, error};
+use super::types::{BatchNode, Decimal, ExportNode, Json, ProductNode, camel_case, error, uuid};
 use crate::auth::Caller;
 use crate::batches::{CreateBatch, UpdateBatch};
 use crate::exports::{CreateExport, ExportSettings, IDEMPOTENCY_KEY_RULE, well_formed_idempotency_key};
@@ -13,7 +13,6 @@ use crate::products::{CreateProduct, UpdateProduct};
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject};
 use stockflow_db::Database;
 use stockflow_runtime::OutboxRelay;
-use uuid::Uuid;
 
 pub(crate) struct Mutation;
 
@@ -266,10 +265,6 @@ impl Mutation {
 
 fn scope<'c>(ctx: &Context<'c>) -> async_graphql::Result<(&'c Caller, &'c Database)> {
     Ok((ctx.data::<Caller>()?, ctx.data::<Database>()?))
-}
-
-fn uuid(id: &ID) -> Option<Uuid> {
-    Uuid::try_parse(id.as_str()).ok()
 }
 
 /// An id that names nothing of the organization, as REST's 404.

@@ -2,7 +2,7 @@
 //! connection over REST's keyset cursors and filters.
 
 use super::limits::MAX_PAGE_SIZE;
-use super::types::{BatchNode, ExportNode, Node, ProductNode, ScheduleNode, Timestamp, error};
+use super::types::{BatchNode, ExportNode, Node, ProductNode, ScheduleNode, Timestamp, error, uuid};
 use crate::auth::Caller;
 use crate::pagination::{DEFAULT_LIMIT, PageRequest};
 use crate::problem::ApiError;
@@ -231,11 +231,6 @@ impl Query {
 
 fn scope<'c>(ctx: &Context<'c>) -> async_graphql::Result<(Uuid, &'c Database)> {
     Ok((ctx.data::<Caller>()?.org.id, ctx.data::<Database>()?))
-}
-
-/// An id that is not a UUID names nothing, as REST's 404 for a bad path.
-fn uuid(id: &ID) -> Option<Uuid> {
-    Uuid::try_parse(id.as_str()).ok()
 }
 
 /// A connection's fields count once per node it may return.

@@ -107,6 +107,11 @@ pub(crate) fn error(error: &ApiError) -> async_graphql::Error {
     })
 }
 
+/// An id that is not a UUID names nothing, as a bad id in a REST path.
+pub(crate) fn uuid(id: &ID) -> Option<uuid::Uuid> {
+    uuid::Uuid::try_parse(id.as_str()).ok()
+}
+
 /// REST's field names as GraphQL spells its arguments: `product_id` is
 /// `productId`.
 pub(crate) fn camel_case(snake: &str) -> String {

@@ -11,7 +11,12 @@ use stockflow_api::{Application, Settings};
 use stockflow_testkit::TestApp;
 
 pub(crate) async fn spawn_app() -> TestApp {
-    TestApp::builder()
+    spawn_api(TestApp::builder()).await
+}
+
+/// The api with what `builder` adds (settings of its own).
+pub(crate) async fn spawn_api(builder: stockflow_testkit::TestAppBuilder) -> TestApp {
+    builder
         .spawn(|env, shutdown| async move {
             let app = Application::build(Settings::from_env(&env)?, shutdown).await?;
             let address = app.address();
