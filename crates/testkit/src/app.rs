@@ -182,7 +182,7 @@ impl TestAppBuilder {
             storage_root,
             database_proxy,
             broker_proxy,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("HTTP client"),
+            http: crate::http_client(),
             env,
             shutdown,
             task: Some(tokio::spawn(run)),

@@ -46,6 +46,18 @@ pub fn amqp_url() -> String {
     std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
 }
 
+/// The HTTP client of every test. Idle connections are dropped after 2 s,
+/// before the services' own 5 s keep-alive ends them: a request sent on a
+/// connection the server is closing at that moment fails with
+/// `IncompleteMessage`, which reuse after a long pause made possible.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).pool_idle_timeout(Duration::from_secs(2))
+}
+
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().expect("HTTP client")
+}
+
 /// A namespace no other test shares, so queues and exchanges never collide.
 pub fn unique_namespace() -> String {
     format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..16])

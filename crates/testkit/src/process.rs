@@ -103,7 +103,7 @@ impl ServiceProcess {
 
     pub async fn wait_ready(&self, within: Duration) {
         let url = format!("http://127.0.0.1:{}/readyz", self.port);
-        let client = reqwest::Client::new();
+        let client = crate::http_client();
         crate::eventually(&format!("{url} to answer 200"), within, || async {
             let response = client.get(&url).send().await.ok()?;
             (response.status() == 200).then_some(())

@@ -233,7 +233,7 @@ async fn every_log_line_of_a_request_carries_its_request_id() {
             .spawn()
             .expect("start the api"),
     );
-    let client = reqwest::Client::new();
+    let client = stockflow_testkit::http_client();
     let base = format!("http://127.0.0.1:{port}");
     eventually("the api to answer /healthz", Duration::from_secs(20), || async {
         let response = client.get(format!("{base}/healthz")).send().await.ok()?;

@@ -124,7 +124,7 @@ async fn three_replicas_fire_every_slot_once_through_two_failovers() {
     for replica in replicas.iter().flatten() {
         replica.wait_ready(std::time::Duration::from_secs(30)).await;
     }
-    let client = reqwest::Client::new();
+    let client = stockflow_testkit::http_client();
     let takeover_bound = Duration::seconds(LEASE_SECS) + Duration::milliseconds(TICK_MS as i64);
     // Slack for scheduling on a loaded 2-core machine.
     let slack = Duration::milliseconds(1500);
