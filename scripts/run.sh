@@ -43,6 +43,8 @@ SCHEDULER_HEALTH_BIND=127.0.0.1:${PORT[scheduler]}
 BACKUP_HEALTH_BIND=127.0.0.1:${PORT[backup]}
 LOG_LEVEL=info
 LOG_FORMAT=pretty
+# Local only: the GraphiQL page at /graphql (off in production).
+GRAPHQL_GRAPHIQL=true
 ENV
     chmod 0600 "$VAR/run.env"
 }
@@ -111,6 +113,7 @@ Stockflow is running: api, worker, scheduler and backup, with $media.
 
   curl -H "Authorization: Bearer $token" http://127.0.0.1:${PORT[api]}/v1/me
   curl http://127.0.0.1:${PORT[api]}/readyz
+  GraphiQL   http://127.0.0.1:${PORT[api]}/graphql   (put the token in its Headers tab)
 
 Health of the others: http://127.0.0.1:${PORT[worker]}/readyz (worker), :${PORT[scheduler]} (scheduler), :${PORT[backup]} (backup)
 Settings: var/run.env   Logs: var/log/   Stop: make stop

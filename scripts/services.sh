@@ -76,6 +76,7 @@ declare -A ADDRESS=(
   [build-deps]=-
   [schemathesis]=-
   [bench-tools]=-
+  [chromium]=-
 )
 declare -A RESULT=() # service -> what `up` did, for the final table
 
@@ -205,6 +206,21 @@ ensure_bench_tools() {
     RESULT[bench-tools]="installed ${missing[*]}"
   else
     RESULT[bench-tools]="present"
+  fi
+}
+
+# Headless Chromium and its WebDriver, with which a test opens the GraphiQL
+# page and runs a query through it (services/api/tests/graphiql.rs).
+ensure_chromium() {
+  local pkg missing=()
+  for pkg in chromium chromium-driver; do
+    pkg_installed "$pkg" || missing+=("$pkg")
+  done
+  if ((${#missing[@]})); then
+    apt_install chromium "${missing[@]}"
+    RESULT[chromium]="installed ${missing[*]}"
+  else
+    RESULT[chromium]="present"
   fi
 }
 
@@ -653,10 +669,11 @@ cmd_up() {
   ensure_pgbouncer
   ensure_schemathesis
   ensure_bench_tools
+  ensure_chromium
 
   local name
   printf '\n%-13s %-16s %s\n' SERVICE ADDRESS STATE
-  for name in "${SERVICES[@]}" build-deps schemathesis bench-tools; do
+  for name in "${SERVICES[@]}" build-deps schemathesis bench-tools chromium; do
     printf '%-13s %-16s %s\n' "$name" "${ADDRESS[$name]}" "${RESULT[$name]}"
   done
 }

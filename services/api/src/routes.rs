@@ -5,7 +5,7 @@
 
 use crate::problem::ApiError;
 use actix_web::http::Method;
-use actix_web::{FromRequest, Handler, HttpResponse, Responder, Route, web};
+use actix_web::{FromRequest, Handler, HttpResponse, Responder, Route, guard, web};
 
 /// A path and the handler of each method it serves.
 pub(crate) struct Endpoint {
@@ -86,7 +86,7 @@ fn table() -> Vec<Endpoint> {
 /// One resource per path, so a method the path lacks answers 405, not 404,
 /// with the `Allow` header RFC 9110 requires: the methods the path serves.
 #[expect(clippy::disallowed_methods, reason = "the one place routes are registered")]
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+pub(crate) fn configure(cfg: &mut web::ServiceConfig, graphiql: bool) {
     for endpoint in table() {
         let allow = allow(&endpoint);
         let resource = endpoint
@@ -102,8 +102,23 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     // GraphQL's contract is its schema (docs/schema.graphql), not the
     // OpenAPI document, so it is not in the table.
     let refuse = || async { HttpResponse::from_error(ApiError::MethodNotAllowed { allow: "GET, POST".to_owned() }) };
+    let mut graphql = web::resource("/graphql");
+    // GRAPHQL_GRAPHIQL: a browser's GET answers the GraphiQL page, without a
+    // token, ahead of the API's GET, which every other request still reaches
+    // (a route whose guard refuses passes the request on); and the page's
+    // files. Off, neither exists and `/graphql` is as it was.
+    if graphiql {
+        let page = guard::fn_guard(crate::graphql::graphiql::wants_page);
+        graphql = graphql.route(web::get().guard(page).to(crate::graphql::graphiql::page));
+        let refuse = || async { HttpResponse::from_error(ApiError::MethodNotAllowed { allow: "GET".to_owned() }) };
+        cfg.service(
+            web::resource("/graphql/assets/{file}")
+                .route(web::get().to(crate::graphql::graphiql::asset))
+                .default_service(web::to(refuse)),
+        );
+    }
     cfg.service(
-        web::resource("/graphql")
+        graphql
             .route(web::get().to(crate::graphql::get))
             .route(web::post().to(crate::graphql::post))
             .default_service(web::to(refuse)),

@@ -32,6 +32,9 @@ pub struct ApiSettings {
     /// `GRAPHQL_INTROSPECTION`: whether `/graphql` answers `__schema` and
     /// `__type`; the schema is published as docs/schema.graphql anyway.
     pub graphql_introspection: bool,
+    /// `GRAPHQL_GRAPHIQL`: whether a browser opening `/graphql` gets the
+    /// GraphiQL page, with its scripts served by the api itself.
+    pub graphql_graphiql: bool,
 }
 
 impl Settings {
@@ -199,6 +202,7 @@ impl ApiSettings {
             workers: env.or("WEB_WORKERS", cores)?,
             run_migrations: env.or("RUN_MIGRATIONS", false)?,
             graphql_introspection: env.or("GRAPHQL_INTROSPECTION", true)?,
+            graphql_graphiql: env.or("GRAPHQL_GRAPHIQL", false)?,
         })
     }
 }

@@ -47,6 +47,7 @@ impl Application {
         let metrics = web::Data::new(Metrics::new());
         let exports = web::Data::new(settings.exports);
         let graphql = web::Data::new(crate::graphql::schema(settings.api.graphql_introspection));
+        let graphiql = settings.api.graphql_graphiql;
         let bind = settings.api.bind;
         let server = HttpServer::new(move || {
             App::new()
@@ -61,7 +62,7 @@ impl Application {
                 .app_data(extract::json_config())
                 .app_data(extract::query_config())
                 .app_data(extract::path_config())
-                .configure(routes::configure)
+                .configure(|cfg| routes::configure(cfg, graphiql))
                 .default_service(web::to(routes::not_found))
         })
         .workers(settings.api.workers.get())

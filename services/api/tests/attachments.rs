@@ -383,7 +383,8 @@ async fn redirect_sends_clients_to_a_presigned_url_on_s3() {
     assert_eq!(status, 201, "{attachment}");
     let id = attachment["id"].as_str().unwrap();
 
-    let no_redirects = stockflow_testkit::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let no_redirects =
+        stockflow_testkit::http_client_builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let answer =
         no_redirects.get(app.url(&format!("/v1/attachments/{id}/content"))).bearer_auth(&member).send().await.unwrap();
     assert_eq!(answer.status(), 302);

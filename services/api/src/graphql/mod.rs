@@ -3,6 +3,7 @@
 //! the caller is authenticated as REST's are (a bearer token, 401 problem
 //! without one). The schema's text is committed as docs/schema.graphql.
 
+pub(crate) mod graphiql;
 mod limits;
 mod loaders;
 mod mutation;
