@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Integer};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = attachments)]
 pub struct Attachment {
     pub id: Uuid,
@@ -100,6 +100,34 @@ pub fn list_for_batch(
         .limit(limit)
         .select(Attachment::as_select())
         .load(conn)
+}
+
+/// The first `limit` stored attachments of each of `batches` after
+/// `after`, newest first: a page of batches' attachments in one statement,
+/// each batch's read from its own range of the (org, batch, created_at,
+/// id) index. Rows come grouped by batch.
+pub fn list_for_batches(
+    conn: &mut PgConnection,
+    org: Uuid,
+    batches: &[Uuid],
+    after: Option<&crate::page::After>,
+    limit: i64,
+) -> QueryResult<Vec<Attachment>> {
+    use diesel::sql_types::{Array, BigInt, Timestamptz, Uuid as SqlUuid};
+    let keyset = if after.is_some() { "AND (attachment.created_at, attachment.id) < ($4, $5)" } else { "" };
+    let query = diesel::sql_query(format!(
+        "SELECT page.* FROM unnest($2::uuid[]) AS batch(id) CROSS JOIN LATERAL \
+         (SELECT * FROM attachments attachment WHERE attachment.org_id = $1 AND attachment.batch_id = batch.id \
+         AND attachment.state <> 'pending' {keyset} \
+         ORDER BY attachment.created_at DESC, attachment.id DESC LIMIT $3) page"
+    ))
+    .bind::<SqlUuid, _>(org)
+    .bind::<Array<SqlUuid>, _>(batches)
+    .bind::<BigInt, _>(limit);
+    match after {
+        Some(after) => query.bind::<Timestamptz, _>(after.at).bind::<SqlUuid, _>(after.id).load(conn),
+        None => query.load(conn),
+    }
 }
 
 /// Deletes the row and returns its storage key, for the caller to delete the

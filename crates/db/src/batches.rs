@@ -2,7 +2,8 @@
 //! the composite foreign key keeps a batch to products of its own org.
 
 use crate::page::{After, WriteError};
-use crate::schema::batches;
+use crate::products::Product;
+use crate::schema::{batches, products};
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -10,7 +11,7 @@ use std::str::FromStr;
 use stockflow_domain::{BatchCode, BatchFilters, BatchStatus, Notes, Quantity};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = batches)]
 pub struct BatchRow {
     pub id: Uuid,
@@ -94,6 +95,32 @@ pub fn find(conn: &mut PgConnection, org: Uuid, id: Uuid) -> QueryResult<Option<
         .optional()
 }
 
+/// The filters and keyset of a batch list, on a boxed query over `batches`
+/// alone or joined: one definition of what a page holds.
+macro_rules! page_of_batches {
+    ($query:expr, $org:expr, $filter:expr, $after:expr, $limit:expr) => {{
+        let mut query = $query.filter(batches::org_id.eq($org));
+        if let Some(product) = $filter.product_id {
+            query = query.filter(batches::product_id.eq(product));
+        }
+        if let Some(status) = $filter.status {
+            query = query.filter(batches::status.eq(status.as_str()));
+        }
+        if let Some(from) = $filter.produced_from {
+            query = query.filter(batches::produced_at.ge(from));
+        }
+        if let Some(to) = $filter.produced_to {
+            query = query.filter(batches::produced_at.lt(to));
+        }
+        if let Some(after) = $after {
+            query = query.filter(
+                batches::produced_at.lt(after.at).or(batches::produced_at.eq(after.at).and(batches::id.lt(after.id))),
+            );
+        }
+        query.order((batches::produced_at.desc(), batches::id.desc())).limit($limit)
+    }};
+}
+
 /// Most recently produced first; `after` is the last row of the previous page.
 pub fn list(
     conn: &mut PgConnection,
@@ -102,25 +129,48 @@ pub fn list(
     after: Option<&After>,
     limit: i64,
 ) -> QueryResult<Vec<BatchRow>> {
-    let mut query = batches::table.filter(batches::org_id.eq(org)).into_boxed();
-    if let Some(product) = filter.product_id {
-        query = query.filter(batches::product_id.eq(product));
+    page_of_batches!(batches::table.into_boxed(), org, filter, after, limit).select(BatchRow::as_select()).load(conn)
+}
+
+/// [`list`], each batch with its product, in the same one statement: for a
+/// response that shows both.
+pub fn list_with_products(
+    conn: &mut PgConnection,
+    org: Uuid,
+    filter: &BatchFilters,
+    after: Option<&After>,
+    limit: i64,
+) -> QueryResult<Vec<(BatchRow, Product)>> {
+    page_of_batches!(batches::table.inner_join(products::table).into_boxed(), org, filter, after, limit)
+        .select((BatchRow::as_select(), Product::as_select()))
+        .load(conn)
+}
+
+/// The first `limit` batches of each of `products` after `after`, most
+/// recently produced first: a page of products' batches in one statement,
+/// each product's read from its own range of the (org, product,
+/// produced_at, id) index. Rows come grouped by product.
+pub fn list_for_products(
+    conn: &mut PgConnection,
+    org: Uuid,
+    products: &[Uuid],
+    after: Option<&After>,
+    limit: i64,
+) -> QueryResult<Vec<BatchRow>> {
+    use diesel::sql_types::{Array, BigInt, Timestamptz, Uuid as SqlUuid};
+    let keyset = if after.is_some() { "AND (batch.produced_at, batch.id) < ($4, $5)" } else { "" };
+    let query = diesel::sql_query(format!(
+        "SELECT page.* FROM unnest($2::uuid[]) AS product(id) CROSS JOIN LATERAL \
+         (SELECT * FROM batches batch WHERE batch.org_id = $1 AND batch.product_id = product.id {keyset} \
+         ORDER BY batch.produced_at DESC, batch.id DESC LIMIT $3) page"
+    ))
+    .bind::<SqlUuid, _>(org)
+    .bind::<Array<SqlUuid>, _>(products)
+    .bind::<BigInt, _>(limit);
+    match after {
+        Some(after) => query.bind::<Timestamptz, _>(after.at).bind::<SqlUuid, _>(after.id).load(conn),
+        None => query.load(conn),
     }
-    if let Some(status) = filter.status {
-        query = query.filter(batches::status.eq(status.as_str()));
-    }
-    if let Some(from) = filter.produced_from {
-        query = query.filter(batches::produced_at.ge(from));
-    }
-    if let Some(to) = filter.produced_to {
-        query = query.filter(batches::produced_at.lt(to));
-    }
-    if let Some(after) = after {
-        query = query.filter(
-            batches::produced_at.lt(after.at).or(batches::produced_at.eq(after.at).and(batches::id.lt(after.id))),
-        );
-    }
-    query.order((batches::produced_at.desc(), batches::id.desc())).limit(limit).select(BatchRow::as_select()).load(conn)
 }
 
 pub fn update(

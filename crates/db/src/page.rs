@@ -6,7 +6,8 @@ use diesel::result::{DatabaseErrorKind, Error};
 use uuid::Uuid;
 
 /// The sort key of the last row of a page: the next page starts after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ordered as the lists are, by time and then id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct After {
     pub at: DateTime<Utc>,
     pub id: Uuid,

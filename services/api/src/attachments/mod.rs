@@ -39,22 +39,22 @@ pub(crate) fn endpoints() -> [Endpoint; 3] {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = Attachment)]
 pub(crate) struct AttachmentView {
-    id: Uuid,
-    batch_id: Uuid,
+    pub(crate) id: Uuid,
+    pub(crate) batch_id: Uuid,
     /// Sanitized for display; never a path.
     #[schema(example = "scan.png")]
-    filename: String,
+    pub(crate) filename: String,
     /// Sniffed from the content, not taken from the client.
     #[schema(example = "image/png")]
-    content_type: String,
-    size_bytes: i64,
+    pub(crate) content_type: String,
+    pub(crate) size_bytes: i64,
     /// Hex digest of the content.
-    sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
     #[serde(serialize_with = "crate::rfc3339::serialize")]
-    created_at: DateTime<Utc>,
+    pub(crate) created_at: DateTime<Utc>,
     /// Where `GET` downloads the file.
     #[schema(example = "/v1/attachments/0b0c6a46-6f43-4a36-9a0e-6b0f0d4b1c2e/content")]
-    content_url: String,
+    pub(crate) content_url: String,
 }
 
 impl From<Attachment> for AttachmentView {

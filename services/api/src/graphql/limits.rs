@@ -1,10 +1,8 @@
 //! What one operation may cost, and a stable `extensions.code` on every
 //! error the engine itself reports (async-graphql gives them none).
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, ValidationResult, Variables};
-use std::sync::Arc;
+use async_graphql::{Request, Response, ServerError};
 
 /// Nesting deep enough for `batches { edges { node { product { ... } } } }`
 /// with room, not for a cycle walked ten times.
@@ -15,57 +13,40 @@ pub(crate) const MAX_COMPLEXITY: usize = 5_000;
 /// REST's largest page.
 pub(crate) const MAX_PAGE_SIZE: i32 = crate::pagination::MAX_LIMIT as i32;
 
-pub(crate) struct StableCodes {
-    /// Off, a query of `__schema` or `__type` is refused as
-    /// `introspection_disabled` rather than as an unknown field.
-    pub(crate) introspection: bool,
+/// Refuses what must not run before the engine sees it: a document that
+/// does not parse, and introspection while it is switched off (async-graphql
+/// alone answers `__schema: null` without a word). Done here and not in an
+/// async-graphql extension: with any extension registered the engine routes
+/// every field of a response through it, a registry lookup and a boxed
+/// future per field, which cost half of a 50-batch page's time.
+pub(crate) fn screen(request: &mut Request, introspection: bool) -> Result<(), ServerError> {
+    let document = request.parsed_query().map_err(|mut error| {
+        code(&mut error, "graphql_parse_failed");
+        error
+    })?;
+    if !introspection && introspects(document) {
+        let mut refused =
+            ServerError::new("introspection is switched off here; the schema is published as schema.graphql", None);
+        code(&mut refused, "introspection_disabled");
+        return Err(refused);
+    }
+    Ok(())
 }
 
-impl ExtensionFactory for StableCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(StableCodes { introspection: self.introspection })
+/// A code on each error the engine itself reported (it gives them none).
+/// Those are the ones without a path: an error of a resolver always has
+/// one, and its code from REST's error.
+pub(crate) fn with_codes(mut response: Response) -> Response {
+    for error in response.errors.iter_mut().filter(|error| error.path.is_empty()) {
+        let engine_code = match error.message.as_str() {
+            "Query is too complex." => "query_too_complex",
+            "Query is nested too deep." => "query_too_deep",
+            message if message.starts_with("The recursion depth of the query") => "query_too_deep",
+            _ => "graphql_validation_failed",
+        };
+        code(error, engine_code);
     }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for StableCodes {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await.map_err(|error| coded(error, "graphql_parse_failed"))?;
-        // Switched off, async-graphql answers `__schema: null` without a
-        // word: the client is told instead.
-        if !self.introspection && introspects(&document) {
-            let refused =
-                ServerError::new("introspection is switched off here; the schema is published as schema.graphql", None);
-            return Err(coded(refused, "introspection_disabled"));
-        }
-        Ok(document)
-    }
-
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|error| {
-                    let code = match error.message.as_str() {
-                        "Query is too complex." => "query_too_complex",
-                        "Query is nested too deep." => "query_too_deep",
-                        _ => "graphql_validation_failed",
-                    };
-                    coded(error, code)
-                })
-                .collect()
-        })
-    }
+    response
 }
 
 /// Whether any operation or fragment asks for `__schema` or `__type`.
@@ -86,10 +67,9 @@ fn selects_introspection(set: &SelectionSet) -> bool {
     })
 }
 
-fn coded(mut error: ServerError, code: &str) -> ServerError {
+fn code(error: &mut ServerError, code: &str) {
     let extensions = error.extensions.get_or_insert_with(Default::default);
     if extensions.get("code").is_none() {
         extensions.set("code", code);
     }
-    error
 }

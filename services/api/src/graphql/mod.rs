@@ -22,20 +22,23 @@ use serde::Deserialize;
 use stockflow_db::Database;
 use stockflow_runtime::OutboxRelay;
 
-pub(crate) type StockflowSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
-
 /// Built once at start; each request brings its caller and loaders.
+pub(crate) struct StockflowSchema {
+    schema: Schema<query::Query, mutation::Mutation, EmptySubscription>,
+    introspection: bool,
+}
+
 pub(crate) fn schema(introspection: bool) -> StockflowSchema {
     let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .limit_depth(limits::MAX_DEPTH)
-        .limit_complexity(limits::MAX_COMPLEXITY)
-        .extension(limits::StableCodes { introspection });
-    if introspection { builder.finish() } else { builder.disable_introspection().finish() }
+        .limit_complexity(limits::MAX_COMPLEXITY);
+    let schema = if introspection { builder.finish() } else { builder.disable_introspection().finish() };
+    StockflowSchema { schema, introspection }
 }
 
 /// The schema as SDL: what docs/schema.graphql must hold.
 pub fn sdl() -> String {
-    schema(true).sdl()
+    schema(true).schema.sdl()
 }
 
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
@@ -106,7 +109,10 @@ pub(crate) async fn get(
 async fn execute(schema: &StockflowSchema, metrics: &Metrics, mut request: Request) -> Response {
     let operation = operation_name(&mut request);
     let started = std::time::Instant::now();
-    let response = schema.execute(request).await;
+    let response = match limits::screen(&mut request, schema.introspection) {
+        Ok(()) => limits::with_codes(schema.schema.execute(request).await),
+        Err(refused) => Response::from_errors(vec![refused]),
+    };
     let outcome = response.errors.first().map_or("ok", |error| {
         match error.extensions.as_ref().and_then(|extensions| extensions.get("code")) {
             Some(async_graphql::Value::String(code)) => code.as_str(),
@@ -153,7 +159,10 @@ impl FromRequest for Services {
 }
 
 fn with_context(request: Request, http: &HttpRequest, caller: Caller, services: Services) -> Request {
-    let products = loaders::products(services.database.get_ref().clone(), caller.org.id);
+    let (database, org) = (services.database.get_ref(), caller.org.id);
+    let products = loaders::products(database.clone(), org);
+    let batches = loaders::batches_of_products(database.clone(), org);
+    let attachments = loaders::attachments_of_batches(database.clone(), org);
     let correlation_id = http.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
     request
         .data(caller)
@@ -162,6 +171,8 @@ fn with_context(request: Request, http: &HttpRequest, caller: Caller, services: 
         .data(services.exports)
         .data(mutation::CorrelationId(correlation_id))
         .data(products)
+        .data(batches)
+        .data(attachments)
 }
 
 /// 200 with the GraphQL response, errors included: they are the client's

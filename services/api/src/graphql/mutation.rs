@@ -188,7 +188,7 @@ impl Mutation {
             metadata: json(input.metadata),
         };
         let (batch, user_errors) = split(crate::batches::create_batch(caller, database, body).await)?;
-        Ok(BatchPayload { batch: batch.map(BatchNode), user_errors })
+        Ok(BatchPayload { batch: batch.map(BatchNode::from), user_errors })
     }
 
     /// Needs the member role.
@@ -216,7 +216,7 @@ impl Mutation {
             metadata: json(input.metadata),
         };
         let (batch, user_errors) = split(crate::batches::update_batch(caller, database, id, body).await)?;
-        Ok(BatchPayload { batch: batch.map(BatchNode), user_errors })
+        Ok(BatchPayload { batch: batch.map(BatchNode::from), user_errors })
     }
 
     /// Needs the member role. A batch with attachments is not deleted (`in_use`).

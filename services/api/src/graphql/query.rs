@@ -9,6 +9,7 @@ use crate::problem::ApiError;
 use crate::validation::Fields;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ErrorExtensions, ID, Object, SimpleObject};
+use stockflow_db::batches::BatchRow;
 use stockflow_db::page::After;
 use stockflow_db::{Database, batches, exports, org_schedules, products};
 use stockflow_domain::Role;
@@ -118,11 +119,23 @@ impl Query {
         let filter = crate::batches::parse_filters(&mut fields, "", &raw);
         fields.finish().map_err(|failed| error(&failed))?;
         let (after_row, fetch) = (page.after, page.fetch());
+        let key = |b: &BatchRow| After { at: b.produced_at, id: b.id };
+        // Products asked for with the page are joined to it: one statement,
+        // where a loader would add a second and a wait.
+        if ctx.look_ahead().field("edges").field("node").field("product").exists() {
+            let rows = database
+                .run(move |conn| {
+                    batches::list_with_products(conn, org, &filter, after_row.as_ref(), fetch).map_err(ApiError::from)
+                })
+                .await
+                .map_err(|failed| error(&failed))?;
+            return Ok(connection(&page, rows, |(b, _)| key(b), |(b, p)| BatchNode::with_product(b, p)));
+        }
         let rows = database
             .run(move |conn| batches::list(conn, org, &filter, after_row.as_ref(), fetch).map_err(ApiError::from))
             .await
             .map_err(|failed| error(&failed))?;
-        Ok(connection(&page, rows, |b| After { at: b.produced_at, id: b.id }, BatchNode))
+        Ok(connection(&page, rows, key, BatchNode::from))
     }
 
     /// Newest first.
@@ -197,7 +210,7 @@ impl Query {
                     return Ok(Some(Node::Product(ProductNode(product))));
                 }
                 if let Some(batch) = batches::find(conn, org, id)? {
-                    return Ok(Some(Node::Batch(BatchNode(batch))));
+                    return Ok(Some(Node::Batch(BatchNode::from(batch))));
                 }
                 Ok(exports::find(conn, org, id)?.map(|export| Node::Export(ExportNode::from(export))))
             })
@@ -225,7 +238,7 @@ impl Query {
             .run(move |conn| batches::find(conn, org, id).map_err(ApiError::from))
             .await
             .map_err(|failed| error(&failed))?;
-        Ok(found.map(BatchNode))
+        Ok(found.map(BatchNode::from))
     }
 }
 
@@ -234,12 +247,12 @@ fn scope<'c>(ctx: &Context<'c>) -> async_graphql::Result<(Uuid, &'c Database)> {
 }
 
 /// A connection's fields count once per node it may return.
-fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
+pub(super) fn page_cost(first: Option<i32>, child_complexity: usize) -> usize {
     let nodes = first.map_or(DEFAULT_LIMIT as usize, |n| usize::try_from(n.clamp(1, MAX_PAGE_SIZE)).unwrap_or(1));
     nodes.saturating_mul(child_complexity)
 }
 
-fn page_request(first: Option<i32>, after: Option<&str>) -> async_graphql::Result<PageRequest> {
+pub(super) fn page_request(first: Option<i32>, after: Option<&str>) -> async_graphql::Result<PageRequest> {
     if let Some(first) = first {
         if first > MAX_PAGE_SIZE {
             return Err(async_graphql::Error::new(format!("first: at most {MAX_PAGE_SIZE} per page"))
@@ -259,7 +272,7 @@ fn page_request(first: Option<i32>, after: Option<&str>) -> async_graphql::Resul
     })
 }
 
-fn connection<R, N>(
+pub(super) fn connection<R, N>(
     page: &PageRequest,
     mut rows: Vec<R>,
     key: impl Fn(&R) -> After,

@@ -1,16 +1,21 @@
 //! The records as GraphQL objects: the same ids, values and texts as
 //! REST's bodies, so a client moves between the two without translating.
 
-use super::loaders::ProductsOfOrg;
+use super::loaders::{ChildPages, PageOf, ProductsOfOrg};
+use super::query::{connection, page_cost, page_request};
+use crate::attachments::AttachmentView;
 use crate::exports::ExportView;
 use crate::problem::ApiError;
 use crate::schedules::ScheduleView;
+use async_graphql::connection::Connection;
 use async_graphql::dataloader::DataLoader;
 use async_graphql::{
     Context, ErrorExtensions, ID, InputValueError, InputValueResult, Interface, Object, Scalar, ScalarType, Value,
 };
 use chrono::{DateTime, Utc};
+use stockflow_db::attachments::Attachment;
 use stockflow_db::batches::BatchRow;
+use stockflow_db::page::After;
 use stockflow_db::products::Product;
 
 /// An exact decimal as text ("12.5"), never a float that would round it.
@@ -150,6 +155,22 @@ impl ProductNode {
     async fn custom_fields(&self) -> Json {
         Json::Stored(self.0.custom_fields.clone())
     }
+    /// Most recently produced first, as `batches(productId:)`, whose
+    /// `after` takes this connection's cursors too. Loaded with every other
+    /// product's of the response.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn batches(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Batches per page, 1 to 200; 50 when left out.")] first: Option<i32>,
+        #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, BatchNode>> {
+        let page = page_request(first, after.as_deref())?;
+        let loader = ctx.data::<DataLoader<ChildPages<BatchRow>>>()?;
+        let wanted = PageOf { parent: self.0.id, fetch: page.fetch(), after: page.after };
+        let rows = loader.load_one(wanted).await.map_err(|failed| error(&failed))?.unwrap_or_default();
+        Ok(connection(&page, rows, |b| After { at: b.produced_at, id: b.id }, BatchNode::from))
+    }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
     }
@@ -158,48 +179,118 @@ impl ProductNode {
     }
 }
 
-pub(crate) struct BatchNode(pub(crate) BatchRow);
+pub(crate) struct BatchNode {
+    row: BatchRow,
+    /// Read with the batch when the list knew it would be asked for.
+    product: Option<Product>,
+}
+
+impl BatchNode {
+    pub(crate) fn with_product(row: BatchRow, product: Product) -> Self {
+        Self { row, product: Some(product) }
+    }
+}
+
+impl From<BatchRow> for BatchNode {
+    fn from(row: BatchRow) -> Self {
+        Self { row, product: None }
+    }
+}
 
 #[Object(name = "Batch")]
 impl BatchNode {
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.row.id.to_string())
     }
     async fn product_id(&self) -> ID {
-        ID(self.0.product_id.to_string())
+        ID(self.row.product_id.to_string())
     }
-    /// Loaded with the products of every other batch of the page.
+    /// Read with the page when a list asks for it, else loaded with the
+    /// products of every other batch of the response.
     async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<ProductNode> {
+        if let Some(product) = &self.product {
+            return Ok(ProductNode(product.clone()));
+        }
         let loader = ctx.data::<DataLoader<ProductsOfOrg>>()?;
-        let product = loader.load_one(self.0.product_id).await.map_err(|failed| error(&failed))?;
+        let product = loader.load_one(self.row.product_id).await.map_err(|failed| error(&failed))?;
         // A batch's product is of its organization, and cannot be deleted
         // while the batch exists.
         product.map(ProductNode).ok_or_else(|| error(&ApiError::NotFound("product")))
     }
+    /// Stored files, newest first, as REST's `GET /v1/batches/{id}/attachments`.
+    /// Loaded with every other batch's of the response.
+    #[graphql(complexity = "page_cost(first, child_complexity)")]
+    async fn attachments(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Attachments per page, 1 to 200; 50 when left out.")] first: Option<i32>,
+        #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, AttachmentNode>> {
+        let page = page_request(first, after.as_deref())?;
+        let loader = ctx.data::<DataLoader<ChildPages<Attachment>>>()?;
+        let wanted = PageOf { parent: self.row.id, fetch: page.fetch(), after: page.after };
+        let rows = loader.load_one(wanted).await.map_err(|failed| error(&failed))?.unwrap_or_default();
+        Ok(connection(&page, rows, |a| After { at: a.created_at, id: a.id }, |a| AttachmentNode(a.into())))
+    }
     async fn code(&self) -> &str {
-        &self.0.code
+        &self.row.code
     }
     async fn quantity(&self) -> Decimal {
-        Decimal(self.0.quantity.as_str().to_owned())
+        Decimal(self.row.quantity.as_str().to_owned())
     }
     async fn produced_at(&self) -> Timestamp {
-        Timestamp(self.0.produced_at)
+        Timestamp(self.row.produced_at)
     }
     /// planned, in_progress, completed or cancelled, as REST writes it.
     async fn status(&self) -> &str {
-        &self.0.status
+        &self.row.status
     }
     async fn notes(&self) -> &str {
-        &self.0.notes
+        &self.row.notes
     }
     async fn metadata(&self) -> Json {
-        Json::Stored(self.0.metadata.clone())
+        Json::Stored(self.row.metadata.clone())
+    }
+    async fn created_at(&self) -> Timestamp {
+        Timestamp(self.row.created_at)
+    }
+    async fn updated_at(&self) -> Timestamp {
+        Timestamp(self.row.updated_at)
+    }
+}
+
+/// REST's view of an attachment, field for field; the file itself is
+/// downloaded from `contentUrl`, with the token.
+pub(crate) struct AttachmentNode(pub(crate) AttachmentView);
+
+#[Object(name = "Attachment")]
+impl AttachmentNode {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn batch_id(&self) -> ID {
+        ID(self.0.batch_id.to_string())
+    }
+    /// Sanitized for display; never a path.
+    async fn filename(&self) -> &str {
+        &self.0.filename
+    }
+    /// Sniffed from the content, not taken from the client.
+    async fn content_type(&self) -> &str {
+        &self.0.content_type
+    }
+    async fn size_bytes(&self) -> i64 {
+        self.0.size_bytes
+    }
+    /// Hex digest of the content.
+    async fn sha256(&self) -> Option<&str> {
+        self.0.sha256.as_deref()
     }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
     }
-    async fn updated_at(&self) -> Timestamp {
-        Timestamp(self.0.updated_at)
+    async fn content_url(&self) -> &str {
+        &self.0.content_url
     }
 }
 
