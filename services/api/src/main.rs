@@ -5,11 +5,6 @@ use stockflow_api::{AdminSettings, Application, Settings};
 use stockflow_db::{Database, PgConnection};
 use stockflow_telemetry::Shutdown;
 
-/// See the workspace's Cargo.toml: glibc's malloc was a third of the CPU of
-/// a GraphQL page (make bench, graphql-list).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The Stockflow HTTP API. With no command, serves the API.
 ///
 /// Configured by environment variables only (see .env.prod.example).
