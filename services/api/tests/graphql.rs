@@ -376,6 +376,11 @@ async fn mutations_apply_rests_rules_and_answer_what_the_client_can_fix_as_user_
         user_errors(&foreign_ref["data"]["createBatch"]),
         vec![(json!("productId"), "missing_reference".to_owned())]
     );
+    // Told with GraphQL's name for the field, as `field` gives it.
+    assert_eq!(
+        foreign_ref["data"]["createBatch"]["userErrors"][0]["message"],
+        "productId refers to no record of this organization"
+    );
     let (_, made) = graphql(&app, &member, &create_batch, batch_input(&product["id"])).await;
     let batch = made["data"]["createBatch"]["batch"].clone();
     assert_eq!(user_errors(&made["data"]["createBatch"]), vec![], "{made}");

@@ -313,11 +313,17 @@ fn split<T>(result: Result<T, ApiError>) -> async_graphql::Result<(Option<T>, Ve
 }
 
 fn user_error(refused: &ApiError) -> UserError {
+    let mut message = refused.to_string();
     let field = match refused {
-        ApiError::Conflict { field } | ApiError::MissingReference { field } => Some(camel_case(field)),
+        ApiError::Conflict { field } | ApiError::MissingReference { field } => {
+            // REST's message names the field as REST spells it.
+            let renamed = camel_case(field);
+            message = message.replacen(field, &renamed, 1);
+            Some(renamed)
+        }
         ApiError::NotFound(_) => Some("id".to_owned()),
         ApiError::IdempotencyKeyReused => Some("idempotencyKey".to_owned()),
         _ => None,
     };
-    UserError { field, code: refused.code().to_owned(), message: refused.to_string() }
+    UserError { field, code: refused.code().to_owned(), message }
 }
