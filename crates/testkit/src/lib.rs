@@ -31,7 +31,11 @@ pub use s3::{S3_ACCESS_KEY, S3_SECRET_KEY, S3Server};
 
 use std::time::Duration;
 
-pub const DEFAULT_DATABASE_URL: &str = "postgres://stockflow:stockflow@127.0.0.1:5432/stockflow";
+/// Without TLS: the test server is on loopback, and a libpq connection over
+/// TLS initialises OpenSSL, whose exit handler then frees its state while a
+/// pool thread of the test's services may still be inside libpq: a test
+/// process crashed with SIGSEGV after its test had passed.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://stockflow:stockflow@127.0.0.1:5432/stockflow?sslmode=disable";
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// The port of the PgBouncer (transaction mode) that `make services` runs in
