@@ -23,6 +23,13 @@ impl FromSql<Jsonb, Pg> for JsonText {
     }
 }
 
+impl JsonText {
+    /// The JSON text, as stored.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
 impl serde::Serialize for JsonText {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(serializer)

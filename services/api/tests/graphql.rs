@@ -689,3 +689,107 @@ async fn products_batches_and_attachments_nest_at_one_query_per_level() {
     }
     app.stop().await.unwrap();
 }
+
+/// A page whose selection is all at hand is written in one pass, not by
+/// the engine; a field only the engine resolves (a nested connection)
+/// sends the whole page back to it. Every shape of selection a client may
+/// write (aliases, fragments on the type and on `Node`, `__typename`,
+/// fields selected twice, `@skip`/`@include`) must come out the same
+/// both ways.
+#[tokio::test]
+async fn a_page_written_in_one_pass_is_what_the_engine_writes() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    for n in 0..3 {
+        seed(&app, &member, &format!("W-{n}"), 2).await;
+    }
+    let all_batch_fields = format!("{BATCH_FIELDS} __typename");
+    let batch_selections = [
+        format!("edges {{ cursor node {{ {all_batch_fields} }} }} pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }}"),
+        format!("__typename nodes {{ id code }} edges {{ __typename node {{ {all_batch_fields} }} }} pageInfo {{ __typename endCursor }}"),
+        "page: pageInfo { more: hasNextPage } rows: edges { at: cursor batch: node { __typename key: id ...Produced \
+         ... on Batch { code product { ... on Product { sku } } } ... on Node { id } ... { status } } }"
+            .to_owned(),
+        "edges { node { product { sku } id } } edges { node { product { name } code } cursor }".to_owned(),
+        "edges { node { id @include(if: $yes) code @skip(if: $yes) notes @include(if: false) product @skip(if: $no) { sku } } }"
+            .to_owned(),
+        "edges { node { id @skip(if: true) } cursor }".to_owned(),
+    ];
+    let product_selections = [
+        "edges { cursor node { id sku name unit customFields createdAt updatedAt __typename } } pageInfo { hasNextPage endCursor }",
+        "nodes { ... on Node { id } ...Named } edges { node { sku } } edges { node { name } }",
+    ];
+    let fragments = [
+        ("...Produced", "fragment Produced on Batch { quantity producedAt product { name unit } }"),
+        ("...Named", "fragment Named on Product { name }"),
+    ];
+    let cases = batch_selections
+        .iter()
+        .map(|selection| ("batches", selection.as_str(), "attachments"))
+        .chain(product_selections.iter().map(|selection| ("products", *selection, "batches")));
+    for (list, selection, engine_only) in cases {
+        // A fragment defined and not spread is an error.
+        let fragments: String =
+            fragments.iter().filter(|(spread, _)| selection.contains(spread)).map(|(_, fragment)| *fragment).collect();
+        // So are a variable declared and not used.
+        let operation = if selection.contains('$') { "query($yes: Boolean!, $no: Boolean!)" } else { "query" };
+        let written = format!("{operation} {{ {list}(first: 4) {{ {selection} }} }} {fragments}");
+        // The same selection and one field only the engine resolves, under
+        // an alias taken out again before comparing.
+        let resolved = format!(
+            "{operation} {{ {list}(first: 4) {{ {selection} \
+             engineOnly: edges {{ node {{ {engine_only}(first: 1) {{ edges {{ cursor }} }} }} }} }} }} {fragments}"
+        );
+        let variables = json!({"yes": true, "no": false});
+        let (status, one_pass) = graphql(&app, &member, &written, variables.clone()).await;
+        assert_eq!(status, 200);
+        assert!(one_pass.get("errors").is_none(), "{selection}: {one_pass}");
+        let (_, mut engine) = graphql(&app, &member, &resolved, variables).await;
+        assert!(engine.get("errors").is_none(), "{selection}: {engine}");
+        let page = engine["data"][list].as_object_mut().unwrap();
+        assert!(page.remove("engineOnly").is_some(), "{selection}");
+        assert_eq!(one_pass, engine, "{selection}");
+        assert_ne!(one_pass["data"][list], json!({}), "{selection}");
+    }
+    app.stop().await.unwrap();
+}
+
+/// The api keeps each document it parsed, and remembers which passed every
+/// validation rule with which operation and variables, for the next request
+/// that sends them. What a request answers never depends on that: a
+/// document refused is refused again, the same document with other
+/// variables is checked again (its budget included), and one that ran runs
+/// again with the same answer.
+#[tokio::test]
+async fn a_document_sent_again_answers_as_it_did_the_first_time() {
+    let app = spawn_app().await;
+    let member = token(&app, "acme", "member");
+    seed(&app, &member, "K-1", 3).await;
+
+    let nested = "query($n: Int) { batches(first: $n) { edges { node { id product { \
+                  batches(first: $n) { edges { node { id code } } } } } } } }";
+    let cases = [
+        ("{ batches { secret } }", json!({}), Some("graphql_validation_failed")),
+        ("{ batches { ", json!({}), Some("graphql_parse_failed")),
+        (nested, json!({"n": 2}), None),
+        (nested, json!({"n": "two"}), Some("graphql_validation_failed")),
+        (nested, json!({"n": 200}), Some("query_too_complex")),
+        (nested, json!({"n": 3}), None),
+    ];
+    for (query, variables, refused) in cases {
+        let (_, first) = graphql(&app, &member, query, variables.clone()).await;
+        let (_, again) = graphql(&app, &member, query, variables.clone()).await;
+        match refused {
+            Some(code) => {
+                let errors = first["errors"].as_array().unwrap_or_else(|| panic!("{query} {variables}: {first}"));
+                assert!(
+                    !errors.is_empty() && errors.iter().all(|error| error["extensions"]["code"] == code),
+                    "{query} {variables}: {first}"
+                );
+            }
+            None => assert!(first.get("errors").is_none() && !first["data"].is_null(), "{query} {variables}: {first}"),
+        }
+        assert_eq!(again, first, "{query} {variables}");
+    }
+    app.stop().await.unwrap();
+}

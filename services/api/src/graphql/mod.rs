@@ -3,6 +3,8 @@
 //! the caller is authenticated as REST's are (a bearer token, 401 problem
 //! without one). The schema's text is committed as docs/schema.graphql.
 
+mod at_hand;
+mod documents;
 pub(crate) mod graphiql;
 mod limits;
 mod loaders;
@@ -17,28 +19,43 @@ use crate::problem::ApiError;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use async_graphql::parser::types::OperationType;
-use async_graphql::{EmptySubscription, Request, Response, Schema};
+use async_graphql::{EmptySubscription, Request, Response, Schema, ValidationMode};
 use serde::Deserialize;
 use stockflow_db::Database;
 use stockflow_runtime::OutboxRelay;
 
+type Engine = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+
 /// Built once at start; each request brings its caller and loaders.
 pub(crate) struct StockflowSchema {
-    schema: Schema<query::Query, mutation::Mutation, EmptySubscription>,
+    /// Every validation rule: a document, operation and variables as first seen.
+    strict: Engine,
+    /// The same schema checking only what bounds an operation's cost (depth,
+    /// complexity, fragment cycles): for what passed every rule before.
+    checked: Engine,
+    documents: documents::Documents,
     introspection: bool,
 }
 
 pub(crate) fn schema(introspection: bool) -> StockflowSchema {
-    let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
-        .limit_depth(limits::MAX_DEPTH)
-        .limit_complexity(limits::MAX_COMPLEXITY);
-    let schema = if introspection { builder.finish() } else { builder.disable_introspection().finish() };
-    StockflowSchema { schema, introspection }
+    let engine = |mode| {
+        let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+            .validation_mode(mode)
+            .limit_depth(limits::MAX_DEPTH)
+            .limit_complexity(limits::MAX_COMPLEXITY);
+        if introspection { builder.finish() } else { builder.disable_introspection().finish() }
+    };
+    StockflowSchema {
+        strict: engine(ValidationMode::Strict),
+        checked: engine(ValidationMode::Fast),
+        documents: documents::Documents::default(),
+        introspection,
+    }
 }
 
 /// The schema as SDL: what docs/schema.graphql must hold.
 pub fn sdl() -> String {
-    schema(true).schema.sdl()
+    schema(true).strict.sdl()
 }
 
 #[tracing::instrument(skip_all, fields(org = %caller.org.slug), err(level = "info"))]
@@ -90,6 +107,7 @@ pub(crate) async fn get(
             .map_err(|error| ApiError::BadRequest(format!("variables: not a JSON object: {error}")))?;
         request = request.variables(async_graphql::Variables::from_json(variables));
     }
+    schema.documents.parse(&mut request);
     let wanted = request.operation_name.clone();
     let mutates = match request.parsed_query() {
         Ok(document) => document.operations.iter().any(|(name, operation)| {
@@ -107,12 +125,23 @@ pub(crate) async fn get(
 
 /// Runs the operation and counts it by name and outcome.
 async fn execute(schema: &StockflowSchema, metrics: &Metrics, mut request: Request) -> Response {
-    let operation = operation_name(&mut request);
     let started = std::time::Instant::now();
+    schema.documents.parse(&mut request);
+    let operation = operation_name(&mut request);
     let response = match limits::screen(&mut request, schema.introspection) {
-        Ok(()) => limits::with_codes(schema.schema.execute(request).await),
+        Ok(()) => {
+            let fingerprint = documents::Documents::fingerprint(&request);
+            if schema.documents.passed_every_rule(&fingerprint) {
+                schema.checked.execute(request).await
+            } else {
+                let response = schema.strict.execute(request).await;
+                schema.documents.remember_passed(fingerprint, &response.errors);
+                response
+            }
+        }
         Err(refused) => Response::from_errors(vec![refused]),
     };
+    let response = limits::with_codes(response);
     let outcome = response.errors.first().map_or("ok", |error| {
         match error.extensions.as_ref().and_then(|extensions| extensions.get("code")) {
             Some(async_graphql::Value::String(code)) => code.as_str(),

@@ -1,6 +1,7 @@
 //! The root query: the caller, and each organization-scoped list as a Relay
 //! connection over REST's keyset cursors and filters.
 
+use super::at_hand::Page;
 use super::limits::MAX_PAGE_SIZE;
 use super::types::{BatchNode, ExportNode, Node, ProductNode, ScheduleNode, Timestamp, error, uuid};
 use crate::auth::Caller;
@@ -80,7 +81,7 @@ impl Query {
         #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
         sku_prefix: Option<String>,
         #[graphql(desc = "A case-insensitive part of the name.")] q: Option<String>,
-    ) -> async_graphql::Result<Connection<String, ProductNode>> {
+    ) -> async_graphql::Result<Page<ProductNode>> {
         let (org, database) = scope(ctx)?;
         let page = page_request(first, after.as_deref())?;
         let mut fields = Fields::default();
@@ -91,7 +92,7 @@ impl Query {
             .run(move |conn| products::list(conn, org, &filter, after_row.as_ref(), fetch).map_err(ApiError::from))
             .await
             .map_err(|failed| error(&failed))?;
-        Ok(connection(&page, rows, |p| After { at: p.created_at, id: p.id }, ProductNode))
+        Ok(Page(connection(&page, rows, |p| After { at: p.created_at, id: p.id }, ProductNode)))
     }
 
     /// Most recently produced first. The filters are REST's.
@@ -106,7 +107,7 @@ impl Query {
         #[graphql(desc = "planned, in_progress, completed or cancelled.")] status: Option<String>,
         #[graphql(desc = "Produced at or after this time.")] produced_from: Option<String>,
         #[graphql(desc = "Produced before this time.")] produced_to: Option<String>,
-    ) -> async_graphql::Result<Connection<String, BatchNode>> {
+    ) -> async_graphql::Result<Page<BatchNode>> {
         let (org, database) = scope(ctx)?;
         let page = page_request(first, after.as_deref())?;
         let mut fields = Fields::default();
@@ -129,13 +130,13 @@ impl Query {
                 })
                 .await
                 .map_err(|failed| error(&failed))?;
-            return Ok(connection(&page, rows, |(b, _)| key(b), |(b, p)| BatchNode::with_product(b, p)));
+            return Ok(Page(connection(&page, rows, |(b, _)| key(b), |(b, p)| BatchNode::with_product(b, p))));
         }
         let rows = database
             .run(move |conn| batches::list(conn, org, &filter, after_row.as_ref(), fetch).map_err(ApiError::from))
             .await
             .map_err(|failed| error(&failed))?;
-        Ok(connection(&page, rows, key, BatchNode::from))
+        Ok(Page(connection(&page, rows, key, BatchNode::from)))
     }
 
     /// Newest first.

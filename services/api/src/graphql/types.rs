@@ -1,14 +1,15 @@
 //! The records as GraphQL objects: the same ids, values and texts as
 //! REST's bodies, so a client moves between the two without translating.
 
+use super::at_hand::{AtHand, Page, Writer};
 use super::loaders::{ChildPages, PageOf, ProductsOfOrg};
 use super::query::{connection, page_cost, page_request};
 use crate::attachments::AttachmentView;
 use crate::exports::ExportView;
 use crate::problem::ApiError;
 use crate::schedules::ScheduleView;
-use async_graphql::connection::Connection;
 use async_graphql::dataloader::DataLoader;
+use async_graphql::parser::types::Field;
 use async_graphql::{
     Context, ErrorExtensions, ID, InputValueError, InputValueResult, Interface, Object, Scalar, ScalarType, Value,
 };
@@ -74,12 +75,16 @@ impl ScalarType for Json {
     }
 
     fn to_value(&self) -> Value {
-        let json = match self {
-            Self::Stored(stored) => serde_json::to_value(stored).unwrap_or_default(),
-            Self::Given(given) => given.clone(),
-        };
-        Value::from_json(json).unwrap_or(Value::Null)
+        match self {
+            Self::Stored(stored) => stored_json(stored),
+            Self::Given(given) => Value::from_json(given.clone()).unwrap_or(Value::Null),
+        }
     }
+}
+
+/// Stored JSON as a GraphQL value, read from its text in one pass.
+fn stored_json(stored: &stockflow_db::JsonText) -> Value {
+    serde_json::from_str(stored.as_str()).unwrap_or(Value::Null)
 }
 
 impl Json {
@@ -135,7 +140,25 @@ pub(crate) fn camel_case(snake: &str) -> String {
     camel
 }
 
+#[derive(Clone)]
 pub(crate) struct ProductNode(pub(crate) Product);
+
+/// The fields without arguments, as the #[Object] below writes them.
+impl AtHand for ProductNode {
+    fn field(&self, _: &Writer<'_>, field: &Field) -> Option<Value> {
+        let product = &self.0;
+        Some(match field.name.node.as_str() {
+            "id" => Value::String(product.id.to_string()),
+            "sku" => Value::String(product.sku.clone()),
+            "name" => Value::String(product.name.clone()),
+            "unit" => Value::String(product.unit.clone()),
+            "customFields" => stored_json(&product.custom_fields),
+            "createdAt" => Timestamp(product.created_at).to_value(),
+            "updatedAt" => Timestamp(product.updated_at).to_value(),
+            _ => return None,
+        })
+    }
+}
 
 #[Object(name = "Product")]
 impl ProductNode {
@@ -164,12 +187,12 @@ impl ProductNode {
         ctx: &Context<'_>,
         #[graphql(desc = "Batches per page, 1 to 200; 50 when left out.")] first: Option<i32>,
         #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, BatchNode>> {
+    ) -> async_graphql::Result<Page<BatchNode>> {
         let page = page_request(first, after.as_deref())?;
         let loader = ctx.data::<DataLoader<ChildPages<BatchRow>>>()?;
         let wanted = PageOf { parent: self.0.id, fetch: page.fetch(), after: page.after };
         let rows = loader.load_one(wanted).await.map_err(|failed| error(&failed))?.unwrap_or_default();
-        Ok(connection(&page, rows, |b| After { at: b.produced_at, id: b.id }, BatchNode::from))
+        Ok(Page(connection(&page, rows, |b| After { at: b.produced_at, id: b.id }, BatchNode::from)))
     }
     async fn created_at(&self) -> Timestamp {
         Timestamp(self.0.created_at)
@@ -182,12 +205,34 @@ impl ProductNode {
 pub(crate) struct BatchNode {
     row: BatchRow,
     /// Read with the batch when the list knew it would be asked for.
-    product: Option<Product>,
+    product: Option<ProductNode>,
 }
 
 impl BatchNode {
     pub(crate) fn with_product(row: BatchRow, product: Product) -> Self {
-        Self { row, product: Some(product) }
+        Self { row, product: Some(ProductNode(product)) }
+    }
+}
+
+/// The fields without arguments, as the #[Object] below writes them; the
+/// product when it was read with the page.
+impl AtHand for BatchNode {
+    fn field(&self, writer: &Writer<'_>, field: &Field) -> Option<Value> {
+        let batch = &self.row;
+        Some(match field.name.node.as_str() {
+            "id" => Value::String(batch.id.to_string()),
+            "productId" => Value::String(batch.product_id.to_string()),
+            "product" => return writer.object(self.product.as_ref()?, &field.selection_set.node),
+            "code" => Value::String(batch.code.clone()),
+            "quantity" => Value::String(batch.quantity.as_str().to_owned()),
+            "producedAt" => Timestamp(batch.produced_at).to_value(),
+            "status" => Value::String(batch.status.clone()),
+            "notes" => Value::String(batch.notes.clone()),
+            "metadata" => stored_json(&batch.metadata),
+            "createdAt" => Timestamp(batch.created_at).to_value(),
+            "updatedAt" => Timestamp(batch.updated_at).to_value(),
+            _ => return None,
+        })
     }
 }
 
@@ -209,7 +254,7 @@ impl BatchNode {
     /// products of every other batch of the response.
     async fn product(&self, ctx: &Context<'_>) -> async_graphql::Result<ProductNode> {
         if let Some(product) = &self.product {
-            return Ok(ProductNode(product.clone()));
+            return Ok(product.clone());
         }
         let loader = ctx.data::<DataLoader<ProductsOfOrg>>()?;
         let product = loader.load_one(self.row.product_id).await.map_err(|failed| error(&failed))?;
@@ -225,12 +270,12 @@ impl BatchNode {
         ctx: &Context<'_>,
         #[graphql(desc = "Attachments per page, 1 to 200; 50 when left out.")] first: Option<i32>,
         #[graphql(desc = "The endCursor of the previous page.")] after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, AttachmentNode>> {
+    ) -> async_graphql::Result<Page<AttachmentNode>> {
         let page = page_request(first, after.as_deref())?;
         let loader = ctx.data::<DataLoader<ChildPages<Attachment>>>()?;
         let wanted = PageOf { parent: self.row.id, fetch: page.fetch(), after: page.after };
         let rows = loader.load_one(wanted).await.map_err(|failed| error(&failed))?.unwrap_or_default();
-        Ok(connection(&page, rows, |a| After { at: a.created_at, id: a.id }, |a| AttachmentNode(a.into())))
+        Ok(Page(connection(&page, rows, |a| After { at: a.created_at, id: a.id }, |a| AttachmentNode(a.into()))))
     }
     async fn code(&self) -> &str {
         &self.row.code
@@ -262,6 +307,24 @@ impl BatchNode {
 /// REST's view of an attachment, field for field; the file itself is
 /// downloaded from `contentUrl`, with the token.
 pub(crate) struct AttachmentNode(pub(crate) AttachmentView);
+
+/// The fields, as the #[Object] below writes them.
+impl AtHand for AttachmentNode {
+    fn field(&self, _: &Writer<'_>, field: &Field) -> Option<Value> {
+        let attachment = &self.0;
+        Some(match field.name.node.as_str() {
+            "id" => Value::String(attachment.id.to_string()),
+            "batchId" => Value::String(attachment.batch_id.to_string()),
+            "filename" => Value::String(attachment.filename.clone()),
+            "contentType" => Value::String(attachment.content_type.clone()),
+            "sizeBytes" => Value::from(attachment.size_bytes),
+            "sha256" => attachment.sha256.clone().map_or(Value::Null, Value::String),
+            "createdAt" => Timestamp(attachment.created_at).to_value(),
+            "contentUrl" => Value::String(attachment.content_url.clone()),
+            _ => return None,
+        })
+    }
+}
 
 #[Object(name = "Attachment")]
 impl AttachmentNode {
