@@ -1,7 +1,7 @@
 //! Documents already parsed and validated, for the next request that sends
 //! the same text. A front end sends the same few documents over and over;
-//! parsing one and checking it against every validation rule cost more than
-//! a tenth of a 50-batch page's time. What is kept is bounded, and only
+//! parsing one and checking it against every validation rule cost about a
+//! tenth of a 50-batch page's time. What is kept is bounded, and only
 //! ever what the engine itself produced or accepted: a document kept is the
 //! parse of exactly its text (compared in full), and a document that passed
 //! every rule with an operation name and variables is only let through again
@@ -14,9 +14,10 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Texts of kept documents, in all: a parsed document takes a few times its
-/// text, so some megabytes at most.
-const MAX_KEPT_TEXT_BYTES: usize = 1 << 20;
+/// Texts of kept documents, in all: a front end's documents are a few KiB
+/// each, and a parsed document takes some times its text, so a few MiB of
+/// the api's memory at most.
+const MAX_KEPT_TEXT_BYTES: usize = 256 * 1024;
 /// Validated (document, operation, variables) kept: 32 bytes each.
 const MAX_VALIDATED: usize = 50_000;
 
