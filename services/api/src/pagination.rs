@@ -84,7 +84,14 @@ pub(crate) const CURSOR_PATTERN: &str = "^[0-6][0-9a-f]{47}$";
 pub(crate) fn encode(after: &After) -> String {
     // Every stored time is after 4713 BC, so the offset is never negative.
     let offset = after.at.timestamp_micros().abs_diff(After::EARLIEST_MICROS);
-    format!("{offset:016x}{}", after.id.simple())
+    // Written digit by digit: a GraphQL page writes one per edge, and
+    // `format!` made them a twentieth of the page's time.
+    let mut cursor = String::with_capacity(48);
+    for shift in (0..16).rev() {
+        cursor.push(char::from(b"0123456789abcdef"[usize::from((offset >> (shift * 4)) as u8 & 0xf)]));
+    }
+    cursor.push_str(after.id.simple().encode_lower(&mut Uuid::encode_buffer()));
+    cursor
 }
 
 fn decode(raw: &str) -> Result<After, ApiError> {
@@ -121,6 +128,8 @@ mod tests {
             let after = After { at: DateTime::from_timestamp_micros(micros).unwrap(), id: Uuid::new_v4() };
             let cursor = encode(&after);
             assert!(cursor.len() == 48 && cursor.starts_with(['0', '1', '2', '3', '4', '5', '6']), "{cursor}");
+            let offset = micros.abs_diff(After::EARLIEST_MICROS);
+            assert_eq!(cursor, format!("{offset:016x}{}", after.id.simple()));
             assert_eq!(decode(&cursor).unwrap(), after);
         }
         let id = Uuid::nil().simple().to_string();
