@@ -2,6 +2,9 @@
 //! the constraint violations callers turn into 409s.
 
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{DatabaseErrorKind, Error};
 use uuid::Uuid;
 
@@ -77,6 +80,42 @@ pub fn escape_like(needle: &str) -> String {
     }
     escaped
 }
+
+/// `query LIMIT n`, the limit written into the statement's text rather
+/// than bound: PostgreSQL then plans for the actual limit in a generic plan
+/// it can keep (see `batches::list_with_products`). The limit is an
+/// integer, so nothing but digits reaches the text.
+pub(crate) struct LiteralLimit<Q> {
+    query: Q,
+    limit: i64,
+}
+
+impl<Q> LiteralLimit<Q> {
+    pub(crate) fn new(query: Q, limit: i64) -> Self {
+        Self { query, limit }
+    }
+}
+
+impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for LiteralLimit<Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.query.walk_ast(out.reborrow())?;
+        out.push_sql(" LIMIT ");
+        out.push_sql(&self.limit.to_string());
+        Ok(())
+    }
+}
+
+impl<Q: Query> Query for LiteralLimit<Q> {
+    type SqlType = Q::SqlType;
+}
+
+/// Each limit is a statement of its own text; no static id.
+impl<Q> QueryId for LiteralLimit<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q> RunQueryDsl<PgConnection> for LiteralLimit<Q> {}
 
 #[cfg(test)]
 mod tests {

@@ -67,7 +67,9 @@ pub(crate) async fn post(
     metrics: web::Data<Metrics>,
     request: web::Json<Request>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(answer(execute(&schema, &metrics, with_context(request.into_inner(), &http, caller, services)).await))
+    let mut request = request.into_inner();
+    schema.documents.parse(&mut request);
+    Ok(answer(execute(&schema, &metrics, with_context(request, &http, caller, services)).await))
 }
 
 /// GET's parameters, as the GraphQL-over-HTTP convention names them.
@@ -123,10 +125,10 @@ pub(crate) async fn get(
     Ok(answer(execute(&schema, &metrics, with_context(request, &http, caller, services)).await))
 }
 
-/// Runs the operation and counts it by name and outcome.
+/// Runs the operation, its document given by `Documents::parse`, and counts
+/// it by name and outcome.
 async fn execute(schema: &StockflowSchema, metrics: &Metrics, mut request: Request) -> Response {
     let started = std::time::Instant::now();
-    schema.documents.parse(&mut request);
     let operation = operation_name(&mut request);
     let response = match limits::screen(&mut request, schema.introspection) {
         Ok(()) => {
@@ -207,5 +209,13 @@ fn with_context(request: Request, http: &HttpRequest, caller: Caller, services: 
 /// 200 with the GraphQL response, errors included: they are the client's
 /// to read in `errors[].extensions.code`, as every GraphQL client expects.
 fn answer(response: Response) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/graphql-response+json").json(response)
+    let mut body = Vec::with_capacity(64 * 1024);
+    let written = serde::Serialize::serialize(
+        &response,
+        &mut serde_json::Serializer::with_formatter(&mut body, at_hand::WrittenPages),
+    );
+    match written {
+        Ok(()) => HttpResponse::Ok().content_type("application/graphql-response+json").body(body),
+        Err(error) => HttpResponse::from_error(actix_web::error::JsonPayloadError::Serialize(error)),
+    }
 }

@@ -1,7 +1,7 @@
 //! The records as GraphQL objects: the same ids, values and texts as
 //! REST's bodies, so a client moves between the two without translating.
 
-use super::at_hand::{AtHand, Page, Writer};
+use super::at_hand::{AtHand, Json as WrittenJson, Page, Planned, Writer};
 use super::loaders::{ChildPages, PageOf, ProductsOfOrg};
 use super::query::{connection, page_cost, page_request};
 use crate::attachments::AttachmentView;
@@ -9,7 +9,6 @@ use crate::exports::ExportView;
 use crate::problem::ApiError;
 use crate::schedules::ScheduleView;
 use async_graphql::dataloader::DataLoader;
-use async_graphql::parser::types::Field;
 use async_graphql::{
     Context, ErrorExtensions, ID, InputValueError, InputValueResult, Interface, Object, Scalar, ScalarType, Value,
 };
@@ -61,8 +60,10 @@ impl From<DateTime<Utc>> for Timestamp {
     }
 }
 
-/// A JSON object (`customFields`, `metadata`): as stored when read, as
-/// given when written (REST's rules then check that it is an object).
+/// A JSON object (`customFields`, `metadata`): when read, the text
+/// PostgreSQL keeps, as REST writes it (numbers exactly as stored, never
+/// through a float); as given when written (REST's rules then check that
+/// it is an object).
 pub(crate) enum Json {
     Stored(stockflow_db::JsonText),
     Given(serde_json::Value),
@@ -82,9 +83,10 @@ impl ScalarType for Json {
     }
 }
 
-/// Stored JSON as a GraphQL value, read from its text in one pass.
+/// Stored JSON as a GraphQL value: its text, which the response writes as
+/// it is (`at_hand::WrittenPages`).
 fn stored_json(stored: &stockflow_db::JsonText) -> Value {
-    serde_json::from_str(stored.as_str()).unwrap_or(Value::Null)
+    Value::Binary(stored.as_str().as_bytes().to_vec().into())
 }
 
 impl Json {
@@ -145,18 +147,18 @@ pub(crate) struct ProductNode(pub(crate) Product);
 
 /// The fields without arguments, as the #[Object] below writes them.
 impl AtHand for ProductNode {
-    fn field(&self, _: &Writer<'_>, field: &Field) -> Option<Value> {
+    fn write_field<'a>(&self, _: &Writer<'a>, field: &Planned<'a>, out: &mut WrittenJson) -> Option<()> {
         let product = &self.0;
-        Some(match field.name.node.as_str() {
-            "id" => Value::String(product.id.to_string()),
-            "sku" => Value::String(product.sku.clone()),
-            "name" => Value::String(product.name.clone()),
-            "unit" => Value::String(product.unit.clone()),
-            "customFields" => stored_json(&product.custom_fields),
-            "createdAt" => Timestamp(product.created_at).to_value(),
-            "updatedAt" => Timestamp(product.updated_at).to_value(),
-            _ => return None,
-        })
+        match field.name {
+            "id" => out.uuid(product.id),
+            "sku" => out.value(&product.sku),
+            "name" => out.value(&product.name),
+            "unit" => out.value(&product.unit),
+            "customFields" => out.stored(&product.custom_fields),
+            "createdAt" => out.timestamp(&product.created_at),
+            "updatedAt" => out.timestamp(&product.updated_at),
+            _ => None,
+        }
     }
 }
 
@@ -217,22 +219,22 @@ impl BatchNode {
 /// The fields without arguments, as the #[Object] below writes them; the
 /// product when it was read with the page.
 impl AtHand for BatchNode {
-    fn field(&self, writer: &Writer<'_>, field: &Field) -> Option<Value> {
+    fn write_field<'a>(&self, writer: &Writer<'a>, field: &Planned<'a>, out: &mut WrittenJson) -> Option<()> {
         let batch = &self.row;
-        Some(match field.name.node.as_str() {
-            "id" => Value::String(batch.id.to_string()),
-            "productId" => Value::String(batch.product_id.to_string()),
-            "product" => return writer.object(self.product.as_ref()?, &field.selection_set.node),
-            "code" => Value::String(batch.code.clone()),
-            "quantity" => Value::String(batch.quantity.as_str().to_owned()),
-            "producedAt" => Timestamp(batch.produced_at).to_value(),
-            "status" => Value::String(batch.status.clone()),
-            "notes" => Value::String(batch.notes.clone()),
-            "metadata" => stored_json(&batch.metadata),
-            "createdAt" => Timestamp(batch.created_at).to_value(),
-            "updatedAt" => Timestamp(batch.updated_at).to_value(),
-            _ => return None,
-        })
+        match field.name {
+            "id" => out.uuid(batch.id),
+            "productId" => out.uuid(batch.product_id),
+            "product" => writer.nested(field, self.product.as_ref()?, out),
+            "code" => out.value(&batch.code),
+            "quantity" => out.value(batch.quantity.as_str()),
+            "producedAt" => out.timestamp(&batch.produced_at),
+            "status" => out.value(&batch.status),
+            "notes" => out.value(&batch.notes),
+            "metadata" => out.stored(&batch.metadata),
+            "createdAt" => out.timestamp(&batch.created_at),
+            "updatedAt" => out.timestamp(&batch.updated_at),
+            _ => None,
+        }
     }
 }
 
@@ -310,19 +312,19 @@ pub(crate) struct AttachmentNode(pub(crate) AttachmentView);
 
 /// The fields, as the #[Object] below writes them.
 impl AtHand for AttachmentNode {
-    fn field(&self, _: &Writer<'_>, field: &Field) -> Option<Value> {
+    fn write_field<'a>(&self, _: &Writer<'a>, field: &Planned<'a>, out: &mut WrittenJson) -> Option<()> {
         let attachment = &self.0;
-        Some(match field.name.node.as_str() {
-            "id" => Value::String(attachment.id.to_string()),
-            "batchId" => Value::String(attachment.batch_id.to_string()),
-            "filename" => Value::String(attachment.filename.clone()),
-            "contentType" => Value::String(attachment.content_type.clone()),
-            "sizeBytes" => Value::from(attachment.size_bytes),
-            "sha256" => attachment.sha256.clone().map_or(Value::Null, Value::String),
-            "createdAt" => Timestamp(attachment.created_at).to_value(),
-            "contentUrl" => Value::String(attachment.content_url.clone()),
-            _ => return None,
-        })
+        match field.name {
+            "id" => out.uuid(attachment.id),
+            "batchId" => out.uuid(attachment.batch_id),
+            "filename" => out.value(&attachment.filename),
+            "contentType" => out.value(&attachment.content_type),
+            "sizeBytes" => out.value(&attachment.size_bytes),
+            "sha256" => out.value(&attachment.sha256),
+            "createdAt" => out.timestamp(&attachment.created_at),
+            "contentUrl" => out.value(&attachment.content_url),
+            _ => None,
+        }
     }
 }
 
