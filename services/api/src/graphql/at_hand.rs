@@ -54,11 +54,14 @@ pub(crate) struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    /// The page as JSON, or None if some selected field is not at hand.
-    fn page<T: AtHand>(&self, page: &T, selection: &'a SelectionSet) -> Option<Vec<u8>> {
+    /// The page of `records` as JSON, or None if some selected field is
+    /// not at hand.
+    fn page<T: AtHand>(&self, page: &T, records: usize, selection: &'a SelectionSet) -> Option<Vec<u8>> {
         let plan = self.plan::<T>(&[selection])?;
-        // A batch is about 500 bytes of JSON: one allocation for most pages.
-        let mut out = Json(Vec::with_capacity(64 * 1024));
+        // A batch with its product is about 500 bytes of JSON: one
+        // allocation for most pages, and no more than a page needs, since
+        // the response holds every nested page until it is written.
+        let mut out = Json(Vec::with_capacity(512 * (records + 1)));
         self.object(page, &plan, &mut out)?;
         Some(out.0)
     }
@@ -210,7 +213,7 @@ impl<N: AtHand> OutputType for Page<N> {
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         if selected_once(ctx, &field.node) {
             let writer = Writer { fragments: &ctx.query_env.fragments, registry: &ctx.schema_env.registry };
-            if let Some(written) = writer.page(&self.0, &ctx.item.node) {
+            if let Some(written) = writer.page(&self.0, self.0.edges.len(), &ctx.item.node) {
                 return Ok(Value::Binary(written.into()));
             }
         }
