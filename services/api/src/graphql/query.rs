@@ -121,9 +121,8 @@ impl Query {
         fields.finish().map_err(|failed| error(&failed))?;
         let (after_row, fetch) = (page.after, page.fetch());
         let key = |b: &BatchRow| After { at: b.produced_at, id: b.id };
-        // Products asked for with the page are read with it, in the same
-        // call on the same connection, where a loader would add a task and
-        // a wait.
+        // Products asked for with the page are joined to it: one statement,
+        // where a loader would add a second, a task and a wait.
         if ctx.look_ahead().field("edges").field("node").field("product").exists() {
             let rows = database
                 .run(move |conn| {
